@@ -1,0 +1,44 @@
+# gan_cli — set-up and everyday commands. Everything runs from a local virtual environment.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast test-slow bench tensorboard clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test,launchers]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: train the default GAN (WGAN-GP on the 8-Gaussian ring; no network needed)
+demo: $(STAMP)
+	$(VENV)/bin/gan-train
+
+## test: the whole test suite on the CPU (slow tests included)
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## test-fast: skip the tests marked slow
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+## bench: side-by-side speed comparisons (ratios, not tests)
+bench: $(STAMP)
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_train.py
+
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir outputs
+
+clean:
+	rm -rf $(VENV) .pytest_cache

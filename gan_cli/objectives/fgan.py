@@ -1,0 +1,165 @@
+"""f-GAN: variational divergence minimisation over a table of f-divergences.
+
+Paper: Nowozin, Cseke & Tomioka 2016, "f-GAN: Training Generative Neural Samplers
+using Variational Divergence Minimization": Table 1 (f), Table 2 (output
+activation g_f, conjugate f*, f'(1)), eq. (6) (the objective) and Section 3.2
+(the practical generator objective).  No official code accompanies the paper,
+so this module matches the paper's tables directly; public ports are known to
+apply a sigmoid before g_f and to get reverse KL / JS / Hellinger wrong, which
+``tests/test_objectives.py`` guards against row by row (f* is the numerical
+conjugate of f; the bound is tight at T* = f'(p/q)).
+
+Convention: P is the data, Q the model, D_f(P || Q) = E_Q[f(p/q)].  D outputs a
+raw V(x); the variational function is T = g_f(V).  D maximises
+
+    F = E_P[g_f(V)] - E_Q[f*(g_f(V))]  <=  D_f(P || Q),
+
+and G maximises E_Q[g_f(V(G(z)))].  ``estimate`` returns F.  Note that the "js"
+row's f gives D_f = 2 JSD (bounded by log 4) and the "gan" row's gives
+2 JSD - log 4, as in the paper's Table 1 generators.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import UserError
+from .base import Objective
+
+LOG2 = math.log(2.0)
+Fn = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class FDivergence:
+    """One row of Nowozin et al.'s Table 2.
+
+    ``f``/``f_prime`` (u > 0) and ``conjugate`` (t in dom f*) serve the tests and
+    the optimal critic T* = f'(p/q); training uses ``activation`` and
+    ``conj_activation`` = f*(g_f(v)) written in a numerically stable form.
+    """
+
+    name: str
+    f: Fn
+    f_prime: Fn
+    activation: Fn  # g_f: R -> dom f*
+    conjugate: Fn  # f*(t)
+    conj_activation: Fn  # f*(g_f(v)), simplified
+
+    @property
+    def threshold(self) -> float:
+        """f'(1): T above it means "more likely real" (Table 2's last column)."""
+        return float(self.f_prime(torch.tensor(1.0, dtype=torch.float64)))
+
+
+def _xlogx(u: Tensor) -> Tensor:
+    return torch.xlogy(u, u)
+
+
+DIVERGENCES: dict[str, FDivergence] = {
+    d.name: d
+    for d in [
+        FDivergence(
+            "kl",
+            f=_xlogx,
+            f_prime=lambda u: torch.log(u) + 1,
+            activation=lambda v: v,
+            conjugate=lambda t: torch.exp(t - 1),
+            conj_activation=lambda v: torch.exp(v - 1),
+        ),
+        FDivergence(
+            "rkl",
+            f=lambda u: -torch.log(u),
+            f_prime=lambda u: -1 / u,
+            activation=lambda v: -torch.exp(-v),
+            conjugate=lambda t: -1 - torch.log(-t),
+            conj_activation=lambda v: v - 1,
+        ),
+        FDivergence(
+            "pearson",
+            f=lambda u: (u - 1) ** 2,
+            f_prime=lambda u: 2 * (u - 1),
+            activation=lambda v: v,
+            conjugate=lambda t: t**2 / 4 + t,
+            conj_activation=lambda v: v**2 / 4 + v,
+        ),
+        FDivergence(
+            "hellinger",  # squared Hellinger
+            f=lambda u: (torch.sqrt(u) - 1) ** 2,
+            f_prime=lambda u: 1 - 1 / torch.sqrt(u),
+            activation=lambda v: -torch.expm1(-v),  # 1 - exp(-v)
+            conjugate=lambda t: t / (1 - t),
+            conj_activation=lambda v: torch.expm1(v),  # exp(v) - 1
+        ),
+        FDivergence(
+            "js",
+            f=lambda u: -(u + 1) * torch.log((1 + u) / 2) + _xlogx(u),
+            f_prime=lambda u: torch.log(2 * u / (1 + u)),
+            activation=lambda v: LOG2 - F.softplus(-v),
+            conjugate=lambda t: -torch.log(2 - torch.exp(t)),
+            conj_activation=lambda v: F.softplus(v) - LOG2,
+        ),
+        FDivergence(
+            "gan",
+            f=lambda u: _xlogx(u) - (u + 1) * torch.log1p(u),
+            f_prime=lambda u: torch.log(u / (u + 1)),
+            activation=lambda v: -F.softplus(-v),
+            conjugate=lambda t: -torch.log(-torch.expm1(t)),  # -log(1 - exp(t))
+            conj_activation=lambda v: F.softplus(v),
+        ),
+        FDivergence(
+            "tv",  # total variation; f' is the subgradient sign(u - 1) / 2
+            f=lambda u: (u - 1).abs() / 2,
+            f_prime=lambda u: torch.sign(u - 1) / 2,
+            activation=lambda v: torch.tanh(v) / 2,
+            conjugate=lambda t: t,
+            conj_activation=lambda v: torch.tanh(v) / 2,
+        ),
+        FDivergence(
+            "neyman",  # Neyman chi^2
+            f=lambda u: (1 - u) ** 2 / u,
+            f_prime=lambda u: 1 - u**-2,
+            activation=lambda v: -torch.expm1(-v),  # 1 - exp(-v)
+            conjugate=lambda t: 2 - 2 * torch.sqrt(1 - t),
+            conj_activation=lambda v: 2 - 2 * torch.exp(-v / 2),
+        ),
+    ]
+}
+
+
+class FGAN(Objective):
+    """f-GAN objective for one row of :data:`DIVERGENCES` (Nowozin et al. 2016, eq. 6).
+
+    D minimises -F; G minimises -E_Q[g_f(V(G(z)))] (Section 3.2, practical variant);
+    ``estimate`` is F, a lower bound on D_f(real || model) that is tight at the optimal D.
+    """
+
+    def __init__(self, divergence: str = "kl"):
+        if divergence not in DIVERGENCES:
+            raise UserError(
+                f"model.divergence={divergence} is unknown: use one of {', '.join(DIVERGENCES)}."
+            )
+        self.div = DIVERGENCES[divergence]
+        self.estimate_tag = f"estimate/fdiv_{divergence}"
+
+    def real_term(self, v: Tensor) -> Tensor:
+        """g_f(v), per sample; averaged over real data."""
+        return self.div.activation(v)
+
+    def fake_term(self, v: Tensor) -> Tensor:
+        """f*(g_f(v)), per sample; averaged over model samples."""
+        return self.div.conj_activation(v)
+
+    def estimate(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
+        return self.real_term(real_out).mean() - self.fake_term(fake_out).mean()
+
+    def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
+        return -self.estimate(real_out, fake_out)
+
+    def g_loss(self, fake_out: Tensor) -> Tensor:
+        return -self.real_term(fake_out).mean()

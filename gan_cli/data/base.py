@@ -1,0 +1,48 @@
+"""The data convention shared by every data set: :class:`DataInfo` and :class:`DataSource`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+
+@dataclass
+class DataInfo:
+    """What the rest of gan_cli may know about a data set.
+
+    ``kind``: ``"toy2d"``, ``"toy1d"`` or ``"image"``.  ``shape``: one sample's shape, e.g. ``(2,)``,
+    ``(1,)`` or ``(C, H, W)``.  ``n_modes``: mixture components (toy), classes (labelled images) or
+    ``None`` (unlabelled images).  ``centers``: the mixture means, a float32 CPU tensor ``(M, d)``, or
+    ``None`` (``lines`` and images).  ``std``: the per-coordinate std of every component, or ``None``.
+    """
+
+    name: str
+    kind: str
+    shape: Tuple[int, ...]
+    n_modes: Optional[int] = None
+    centers: Optional[torch.Tensor] = None
+    std: Optional[float] = None
+
+
+class DataSource:
+    """A distribution to draw training batches from.
+
+    ``sample(n, generator)`` returns a float32 tensor ``(n, *info.shape)`` on ``self.device``: toy data
+    is drawn fresh from the distribution, images are index draws (with replacement) from one uint8
+    tensor kept on the device, mapped to ``[-1, 1]``.  All randomness comes from ``generator`` (the
+    global RNG of ``self.device`` when it is ``None``), so equal generator states give equal batches.
+    A generator on another device than the data works: the draws happen on the generator's device.
+    """
+
+    info: DataInfo
+    device: torch.device
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _rng_device(self, generator: Optional[torch.Generator]) -> torch.device:
+        return generator.device if generator is not None else self.device
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.name}, shape={self.info.shape}, device={self.device})"

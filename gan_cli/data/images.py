@@ -1,0 +1,421 @@
+"""Image data sets, loaded whole into one uint8 tensor ``(N, C, H, W)``.
+
+* ``mnist``, ``fashion_mnist`` -- torchvision's ``MNIST`` / ``FashionMNIST`` classes reading the
+  uncompressed IDX files under ``<data.root>/<ClassName>/raw/`` (``download=False``).  Those files are
+  put there, in this order of preference, from gzipped (or plain) IDX files already in that folder,
+  from ``data.system_root`` (Debian's ``dataset-fashion-mnist`` package installs
+  ``/usr/share/datasets/fashion-mnist/*.gz``), or by torchvision's downloader (``data.download``).
+* ``cifar10`` -- torchvision's ``CIFAR10`` (``<data.root>/cifar-10-batches-py``, md5-checked by
+  torchvision), from ``<data.root>/cifar-10-python.tar.gz`` when present, else downloaded.
+* ``digits`` -- scikit-learn's bundled 8x8 digits (values 0..16 scaled to 0..255); a fixed split:
+  the first 1,500 images are ``train``, the last 297 ``test``.
+* ``image_folder`` -- every image under ``data.path`` (recursive, sorted by relative path, hidden files
+  skipped), EXIF-rotated, alpha composited on white, converted to ``data.channels`` (1: ``L``,
+  3: ``RGB``), resized (shorter side, bicubic) and centre-cropped to ``data.image_size``.  There is
+  no held-out split: ``test`` returns the same images.
+
+The MNIST-family and CIFAR tensors come straight from the data set's ``.data`` array (no per-item
+loop).  When ``data.image_size`` / ``data.channels`` differ from the stored images, those are resized
+(bilinear, antialiased) / converted (ITU-R 601-2 luma, or channel repeat).
+
+Files are never left half-written: decompressed IDX files go through a temporary file and
+``os.replace``; downloads run in a temporary folder under ``data.root`` and are moved into place only
+once complete.  Every failure is a one-line :class:`~gan_cli.config.UserError`.
+"""
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+import math
+import os
+import shutil
+import socket
+import struct
+import tarfile
+import tempfile
+import time
+import zlib
+from typing import Callable, Optional, Tuple
+from urllib.error import URLError
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_NAMES = ("mnist", "fashion_mnist", "cifar10", "digits", "image_folder")
+N_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "digits": 10}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+
+#: name -> (torchvision class name, the data set's usual name, extra hint for the error line)
+_MNIST_FAMILY = {
+    "mnist": ("MNIST", "MNIST", ""),
+    "fashion_mnist": ("FashionMNIST", "Fashion-MNIST",
+                      "; on Debian/Ubuntu `apt-get install dataset-fashion-mnist` installs them under "
+                      "/usr/share/datasets/fashion-mnist (the default data.system_root)"),
+}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DIGITS_TRAIN = 1500  # digits: first 1,500 train, last 297 test
+
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_TGZ = "cifar-10-python.tar.gz"
+
+#: what a failed download can raise (URLError and socket timeouts are OSErrors; torchvision raises
+#: RuntimeError after trying every mirror; a truncated archive gives EOFError / zlib / tarfile errors)
+_DOWNLOAD_ERRORS = (URLError, http.client.HTTPException, OSError, RuntimeError, EOFError, ValueError,
+                    zlib.error, tarfile.TarError)
+_DOWNLOAD_SOCKET_TIMEOUT = 30.0  # seconds per blocking socket call, so a firewalled host fails fast
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _root(data_cfg) -> str:
+    return os.path.abspath(os.path.expanduser(str(data_cfg.root)))
+
+
+def _short(err: BaseException) -> str:
+    """The last non-empty line of an exception's text (torchvision's messages span lines)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _not_writable(folder: str, err: Optional[BaseException] = None) -> UserError:
+    why = f" ({err.strerror or _short(err)})" if isinstance(err, OSError) else ""
+    return UserError(f"data.root={folder} is not writable{why}: set data.root to a folder you can write to "
+                     f"(the data set is stored there).")
+
+
+def _ensure_dir(folder: str, root: str) -> None:
+    """Create ``folder`` (under data.root) or raise the one-line 'not writable' error."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise _not_writable(root, e) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _not_writable(root)
+
+
+def idx_file_ok(path: str) -> bool:
+    """True when ``path`` is a complete uint8 IDX file (its size matches the header's dimensions)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                return False
+            dims = struct.unpack(">" + "i" * head[3], f.read(4 * head[3]))
+    except (OSError, struct.error):
+        return False
+    return size == 4 + 4 * len(dims) + math.prod(dims)
+
+
+def _open_rb(path: str):
+    return open(path, "rb")
+
+
+def _atomic_copy(src: str, dest: str, opener: Callable) -> None:
+    """Write ``opener(src)``'s bytes to ``dest`` through a temporary file in the same folder."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix="." + os.path.basename(dest) + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fout, opener(src) as fin:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        if not idx_file_ok(tmp):
+            raise ValueError("not a complete uint8 IDX file")
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _with_socket_timeout(fn: Callable[[], None]) -> None:
+    old = socket.getdefaulttimeout()
+    if old is None:
+        socket.setdefaulttimeout(_DOWNLOAD_SOCKET_TIMEOUT)
+    try:
+        fn()
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _staging_dir(root: str) -> str:
+    _ensure_dir(root, root)
+    try:
+        return tempfile.mkdtemp(prefix=".gan_cli-download-", dir=root)
+    except OSError as e:
+        raise _not_writable(root, e) from None
+
+
+# ------------------------------------------------------------------------------------ MNIST family
+def _prepare_mnist_raw(name: str, data_cfg) -> Tuple[str, str]:
+    """Make sure ``<root>/<Class>/raw`` holds the four complete IDX files; returns (root, raw folder)."""
+    cls_name, pretty, hint = _MNIST_FAMILY[name]
+    root = _root(data_cfg)
+    raw = os.path.join(root, cls_name, "raw")
+    missing = [f for f in IDX_FILES if not idx_file_ok(os.path.join(raw, f))]
+    if not missing:
+        return root, raw
+    files_txt = ", ".join(IDX_FILES)
+
+    # 1) local sources: .gz files copied into raw/, or data.system_root (gzipped or plain IDX)
+    sys_root = getattr(data_cfg, "system_root", None)
+    sys_root = os.path.expanduser(str(sys_root)) if sys_root else None
+    sources = {}
+    for f in missing:
+        cands = [(os.path.join(raw, f + ".gz"), gzip.open)]
+        if sys_root:
+            cands += [(os.path.join(sys_root, f + ".gz"), gzip.open), (os.path.join(sys_root, f), _open_rb)]
+        found = next(((p, o) for p, o in cands if os.path.isfile(p)), None)
+        if found is None:
+            break
+        sources[f] = found
+    if len(sources) == len(missing):
+        _ensure_dir(raw, root)
+        t0 = time.perf_counter()
+        for f, (src, opener) in sources.items():
+            try:
+                _atomic_copy(src, os.path.join(raw, f), opener)
+            except PermissionError as e:
+                raise _not_writable(root, e) from None
+            except (OSError, EOFError, ValueError, zlib.error) as e:
+                raise UserError(f"{pretty} file {src} is damaged ({_short(e)}): replace it, or delete it and "
+                                f"run once with internet access (data.download=true).") from None
+        log.info("%s: wrote %d IDX files into %s in %.2f s", pretty, len(sources), raw, time.perf_counter() - t0)
+        return root, raw
+
+    # 2) torchvision's downloader, in a staging folder so that raw/ only ever gets complete files
+    damaged = [f for f in missing if os.path.exists(os.path.join(raw, f))]
+    where = f"{raw} ({', '.join(damaged)} damaged)" if damaged else raw
+    if not bool(data_cfg.download):
+        raise UserError(f"{pretty} is not in {where} and data.download=false: set data.download=true and run once "
+                        f"with internet access, or copy {files_txt} (or their .gz files) into {raw}{hint}.")
+    from torchvision import datasets
+
+    stage = _staging_dir(root)
+    try:
+        try:
+            _with_socket_timeout(lambda: getattr(datasets, cls_name)(stage, train=True, download=True))
+        except _DOWNLOAD_ERRORS as e:
+            raise UserError(f"{pretty} is not in {where} and downloading it failed ({_short(e)}): run once with "
+                            f"internet access, or copy {files_txt} (or their .gz files) into {raw}{hint}.") from None
+        _ensure_dir(raw, root)
+        for f in IDX_FILES:
+            src = os.path.join(stage, cls_name, "raw", f)
+            if not idx_file_ok(src):
+                raise UserError(f"{pretty}: the download produced no complete {f}: delete {stage} and try again.")
+            os.replace(src, os.path.join(raw, f))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return root, raw
+
+
+def _load_mnist_family(name: str, data_cfg, train: bool):
+    from torchvision import datasets
+
+    root, raw = _prepare_mnist_raw(name, data_cfg)
+    cls_name, pretty, _ = _MNIST_FAMILY[name]
+    try:
+        ds = getattr(datasets, cls_name)(root, train=train, download=False)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise UserError(f"{pretty}: torchvision cannot read the files in {raw} ({_short(e)}): delete them and run "
+                        f"again.") from None
+    images = torch.as_tensor(ds.data, dtype=torch.uint8).unsqueeze(1).contiguous()  # (N, 1, 28, 28)
+    labels = torch.as_tensor(ds.targets, dtype=torch.long)
+    return images, labels
+
+
+# -------------------------------------------------------------------------------------------- CIFAR
+def _prepare_cifar(data_cfg) -> str:
+    """Put a complete ``cifar-10-batches-py`` under data.root (from a local tar.gz or a download)."""
+    from torchvision import datasets
+    from torchvision.datasets.utils import extract_archive
+
+    root = _root(data_cfg)
+    folder = os.path.join(root, _CIFAR_DIR)
+    tgz = os.path.join(root, _CIFAR_TGZ)
+    how = (f"run once with internet access, or put {_CIFAR_TGZ} (or the {_CIFAR_DIR} folder extracted from it) "
+           f"into {root}")
+    have_tgz = os.path.isfile(tgz)
+    if not have_tgz and not bool(data_cfg.download):
+        raise UserError(f"CIFAR-10 is not in {folder} (missing or damaged) and data.download=false: "
+                        f"set data.download=true and {how}.")
+    stage = _staging_dir(root)
+    try:
+        try:
+            if have_tgz:
+                extract_archive(tgz, stage)
+            else:
+                _with_socket_timeout(lambda: datasets.CIFAR10(stage, train=True, download=True))
+        except _DOWNLOAD_ERRORS as e:
+            what = f"extracting {tgz} failed" if have_tgz else "downloading it failed"
+            raise UserError(f"CIFAR-10 is not in {folder} (missing or damaged) and {what} ({_short(e)}): "
+                            f"{how}.") from None
+        try:
+            datasets.CIFAR10(stage, train=True, download=False)  # md5 check of every batch file
+        except RuntimeError:
+            raise UserError(f"CIFAR-10: {tgz if have_tgz else 'the download'} is incomplete or damaged: "
+                            f"delete it and {how}.") from None
+        if os.path.exists(folder):  # a damaged copy: move it aside (it is deleted with the staging folder)
+            os.replace(folder, os.path.join(stage, "old-" + _CIFAR_DIR))
+        os.replace(os.path.join(stage, _CIFAR_DIR), folder)
+    except PermissionError as e:
+        raise _not_writable(root, e) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return root
+
+
+def _load_cifar10(data_cfg, train: bool):
+    from torchvision import datasets
+
+    root = _root(data_cfg)
+    try:
+        ds = datasets.CIFAR10(root, train=train, download=False)
+    except (RuntimeError, OSError):
+        _prepare_cifar(data_cfg)
+        try:
+            ds = datasets.CIFAR10(root, train=train, download=False)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise UserError(f"CIFAR-10: torchvision cannot read {os.path.join(root, _CIFAR_DIR)} ({_short(e)}): "
+                            f"delete it and run again.") from None
+    images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
+    labels = torch.as_tensor(ds.targets, dtype=torch.long)
+    return images, labels
+
+
+# ------------------------------------------------------------------------------------------- digits
+def _load_digits(train: bool):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy(np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)  # (1797, 1, 8, 8)
+    labels = torch.from_numpy(d.target.astype(np.int64))
+    sl = slice(0, DIGITS_TRAIN) if train else slice(DIGITS_TRAIN, None)
+    return images[sl].contiguous(), labels[sl].contiguous()
+
+
+# ------------------------------------------------------------------------------------- image folder
+def list_images(folder: str):
+    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by relative path."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in filenames:
+            if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(os.path.relpath(os.path.join(dirpath, fn), folder))
+    return [os.path.join(folder, p) for p in sorted(found)]
+
+
+def read_image(path: str, size: int, channels: int) -> np.ndarray:
+    """One image file -> ``(size, size, channels)`` uint8: shorter side resized to ``size``, centre crop."""
+    from PIL import Image, ImageOps
+
+    mode = {1: "L", 3: "RGB"}[channels]
+    with Image.open(path) as im:
+        if im.format == "JPEG":
+            im.draft(mode, (size, size))  # decode at a reduced scale (still >= size): large photos load fast
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
+        im = im.convert(mode)
+        w, h = im.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+        im = im.crop((left, top, left + size, top + size))
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr.reshape(size, size, channels)
+
+
+def _load_folder(data_cfg):
+    from PIL import Image
+
+    path = getattr(data_cfg, "path", None)
+    if not path:
+        raise UserError("data=image_folder needs data.path=/path/to/images (a folder of png/jpg/... files, "
+                        "searched recursively).")
+    folder = os.path.abspath(os.path.expanduser(str(path)))
+    if not os.path.exists(folder):
+        raise UserError(f"data.path={folder} does not exist: point data.path at a folder of images.")
+    if not os.path.isdir(folder):
+        raise UserError(f"data.path={folder} is a file, not a folder: point data.path at the folder that holds "
+                        f"the images.")
+    channels, size = int(data_cfg.channels), int(data_cfg.image_size)
+    if channels not in (1, 3):
+        raise UserError(f"data.channels={channels} is not supported for image_folder: use 1 (grey) or 3 (RGB).")
+    files = list_images(folder)
+    if not files:
+        exts = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
+        raise UserError(f"data.path={folder} holds no images ({exts}) in it or its subfolders: "
+                        f"put image files there or point data.path elsewhere.")
+    limit = int(getattr(data_cfg, "limit", 0) or 0)
+    if limit > 0:
+        files = files[:limit]
+    out = np.empty((len(files), size, size, channels), dtype=np.uint8)
+    for i, f in enumerate(files):
+        try:
+            out[i] = read_image(f, size, channels)
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+            raise UserError(f"cannot read image file {f} ({_short(e)}): remove or replace it.") from None
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), None
+
+
+# ---------------------------------------------------------------------------------------- fitting
+def fit_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> ``(N, channels, size, size)``: grey<->RGB conversion, bilinear resize."""
+    c = images.shape[1]
+    if channels != c:
+        if channels == 1 and c == 3:  # PIL's "L": ITU-R 601-2 luma
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = torch.cat([(images[i:i + 8192].float() * w).sum(1, keepdim=True).round_().clamp_(0, 255)
+                                .to(torch.uint8) for i in range(0, len(images), 8192)])
+        elif channels == 3 and c == 1:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+        else:
+            raise UserError(f"data.channels={channels} is not supported for these {c}-channel images: use 1 or 3.")
+    h, w = images.shape[-2:]
+    if (h, w) != (size, size):
+        chunks = []
+        for i in range(0, len(images), 8192):
+            x = F.interpolate(images[i:i + 8192].float(), size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
+            chunks.append(x.round_().clamp_(0, 255).to(torch.uint8))
+        images = torch.cat(chunks)
+    return images
+
+
+def load_image_split(data_cfg, split: str = "train"):
+    """``(uint8 (N, C, H, W), labels LongTensor or None)`` on the CPU; see :func:`gan_cli.data.load_images`."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    name = str(data_cfg.name)
+    train = split == "train"
+    t0 = time.perf_counter()
+    if name in _MNIST_FAMILY:
+        images, labels = _load_mnist_family(name, data_cfg, train)
+    elif name == "cifar10":
+        images, labels = _load_cifar10(data_cfg, train)
+    elif name == "digits":
+        images, labels = _load_digits(train)
+    elif name == "image_folder":
+        images, labels = _load_folder(data_cfg)  # applies data.limit before reading the files
+    else:
+        raise UserError(f"data.name={name} is not an image data set: use one of {', '.join(IMAGE_NAMES)}.")
+    limit = int(getattr(data_cfg, "limit", 0) or 0)
+    if train and limit > 0:
+        images = images[:limit].clone()  # clone: do not keep the full set's storage alive
+        labels = labels[:limit].clone() if labels is not None else None
+    if name != "image_folder":
+        images = fit_images(images, int(data_cfg.image_size), int(data_cfg.channels))
+    log.info("%s/%s: %d images %s in %.2f s", name, split, len(images), tuple(images.shape[1:]),
+             time.perf_counter() - t0)
+    return images.contiguous(), labels

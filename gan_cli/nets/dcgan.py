@@ -1,0 +1,101 @@
+"""DCGAN-style convolutional generator / discriminator (Radford et al. 2016, "Unsupervised Representation
+Learning with Deep Convolutional GANs"; layout as in the PyTorch DCGAN example, pytorch/examples
+``dcgan/main.py``: transposed convs with batch norm + ReLU and a tanh output in G, strided convs with
+LeakyReLU(0.2) in D, weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02)).
+
+The first layer of G maps ``z`` to a ``base x base`` map (a fully connected layer, written as a
+transposed conv with kernel ``base`` on a 1x1 input) and each further block doubles the size with
+``ConvTranspose2d(4, stride 2, padding 1)``:
+
+* 28x28 (MNIST):   7 -> 14 -> 28
+* 8x8 (digits):    2 -> 4 -> 8
+* 2^k, 16..128:    4 -> 8 -> ... -> 2^k   (32x32 CIFAR: 4 -> 8 -> 16 -> 32)
+
+D mirrors G: ``Conv2d(4, stride 2, padding 1)`` blocks down to ``base x base``, then a ``base x base``
+conv to one value.  ``d_norm``: ``batch`` (BatchNorm2d, not on the first layer, as DCGAN), ``layer``
+(GroupNorm(1, C): normalises each sample over (C, H, W) with a per-channel affine, the layer norm of
+the WGAN-GP reference code ``igul222/improved_wgan_training``), ``none`` (WGAN-GP's critic: the
+per-sample gradient penalty is invalid with batch norm).  Widths scale with ``channels`` (net.channels).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from ..config import UserError
+
+#: image size -> (base map size, number of doubling blocks)
+SIZES = {8: (2, 2), 16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5)}
+
+
+def dcgan_plan(shape: Tuple[int, ...]) -> Tuple[int, int]:
+    """``(base, n_up)`` for an image shape ``(C, H, W)``; UserError when the size is not supported."""
+    c, h, w = shape
+    if h != w or h not in SIZES:
+        sizes = ", ".join(f"{s}x{s}" for s in SIZES)
+        raise UserError(f"net=dcgan supports square images of {sizes}, not {h}x{w}: set data.image_size to one "
+                        f"of {', '.join(str(s) for s in SIZES)} (or use net=mlp).")
+    return SIZES[h]
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "layer":
+        return nn.GroupNorm(1, ch)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"d_norm must be 'batch', 'layer' or 'none', not {kind!r}")
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: conv / linear weights ~ N(0, 0.02), batch-norm scale ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, latent_dim: int, shape: Tuple[int, ...], channels: int = 64):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.shape = tuple(shape)
+        base, n_up = dcgan_plan(self.shape)
+        ch = channels * 2 ** (n_up - 1)
+        layers = [nn.ConvTranspose2d(latent_dim, ch, base, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        for _ in range(n_up - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, self.shape[0], 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, shape: Tuple[int, ...], channels: int = 64, d_norm: str = "batch"):
+        super().__init__()
+        self.shape = tuple(shape)
+        base, n_down = dcgan_plan(self.shape)
+        _norm(d_norm, 1)  # validate the name early
+        ch = channels
+        layers = [nn.Conv2d(self.shape[0], ch, 4, 2, 1, bias=True), nn.LeakyReLU(0.2, inplace=True)]  # no norm
+        for _ in range(n_down - 1):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=d_norm == "none"), _norm(d_norm, ch * 2),
+                       nn.LeakyReLU(0.2, inplace=True)]
+            ch *= 2
+        layers.append(nn.Conv2d(ch, 1, base, 1, 0, bias=True))
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(x.shape[0])

@@ -1,0 +1,43 @@
+"""Parametric toy generators with a closed-form distribution.
+
+* :class:`ThetaGenerator` -- ``G(z) = (theta, Phi(z_0))``: the model family ``p_theta = (theta, U[0, 1])``
+  of the disjoint-support example (Arjovsky, Chintala & Bottou 2017, "Wasserstein GAN", Example 1),
+  against the real ``(0, U[0, 1])``.  ``Phi`` is the standard normal CDF, so with ``z_0 ~ N(0, 1)`` the
+  second coordinate is exactly ``U[0, 1]``.  Only ``theta`` is learnable.
+* :class:`GaussianGenerator` -- ``G(z) = mu + sigma z_0`` (1-D), learnable ``mu`` and
+  ``sigma = exp(log_sigma)`` (always positive).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ThetaGenerator(nn.Module):
+    def __init__(self, latent_dim: int, theta0: float = 1.0):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.theta = nn.Parameter(torch.tensor(float(theta0)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u = torch.special.ndtr(z[:, 0])
+        return torch.stack([self.theta.expand_as(u), u], dim=1)
+
+
+class GaussianGenerator(nn.Module):
+    def __init__(self, latent_dim: int, mu0: float = 0.0, sigma0: float = 1.0):
+        super().__init__()
+        if not sigma0 > 0:
+            raise ValueError(f"sigma0 must be > 0, got {sigma0}")
+        self.latent_dim = latent_dim
+        self.mu = nn.Parameter(torch.tensor(float(mu0)))
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma0)))
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.log_sigma.exp()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mu + self.sigma * z[:, :1]

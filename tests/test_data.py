@@ -1,0 +1,431 @@
+"""gan_cli.data: toy samplers, image loaders (offline), error lines, determinism."""
+from __future__ import annotations
+
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from gan_cli.config import DataConfig, UserError
+from gan_cli.data import DataInfo, build_data, load_images
+
+try:
+    from tests.idx import IDX_NAMES, fake_mnist, write_idx, write_mnist_raw
+except ImportError:  # tests/ is not a package
+    from idx import IDX_NAMES, fake_mnist, write_idx, write_mnist_raw
+
+FASHION_SYSTEM = "/usr/share/datasets/fashion-mnist"
+
+
+def toy_cfg(name: str, **kw) -> DataConfig:
+    base = {
+        "ring8": dict(kind="toy2d", n_modes=8, radius=1.0, std=0.01),
+        "grid25": dict(kind="toy2d", grid=5, spacing=2.0, std=0.05, n_modes=25),
+        "mog1d": dict(kind="toy1d", n_modes=2, radius=2.0, std=0.5),
+        "lines": dict(kind="toy2d", n_modes=1, std=1.0),
+    }[name]
+    base.update(kw)
+    return DataConfig(name=name, **base)
+
+
+def image_cfg(name: str, root, **kw) -> DataConfig:
+    base = dict(kind="image", root=str(root), download=False, image_size=28, channels=1)
+    base.update(kw)
+    return DataConfig(name=name, **base)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text and text.strip() == text and text, repr(text)
+    return text
+
+
+def assign(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x.double(), centers.double()).argmin(1)
+
+
+# ------------------------------------------------------------------------------------------- toy
+@pytest.mark.parametrize("radius,std", [(1.0, 0.01), (2.0, 0.02)])
+def test_ring8_modes(radius, std):
+    src = build_data(toy_cfg("ring8", radius=radius, std=std), "cpu")
+    info = src.info
+    assert isinstance(info, DataInfo) and info.kind == "toy2d" and info.shape == (2,) and info.n_modes == 8
+    assert info.std == pytest.approx(std)
+    c = info.centers.double()
+    assert c.shape == (8, 2)
+    # 8 distinct angles, evenly spaced (the linspace-with-endpoint bug gives 7 distinct ones)
+    angles = torch.atan2(c[:, 1], c[:, 0]) % (2 * math.pi)
+    diffs = torch.diff(torch.sort(angles).values, append=angles.min().view(1) + 2 * math.pi)
+    assert torch.allclose(diffs, torch.full((8,), 2 * math.pi / 8, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(c.norm(dim=1), torch.full((8,), radius, dtype=torch.float64), atol=1e-6)
+    assert torch.cdist(c, c).add(10 * radius * torch.eye(8, dtype=torch.float64)).min() > 0.7 * radius
+
+    n = 16000
+    x = src.sample(n, gen(1))
+    assert x.shape == (n, 2) and x.dtype == torch.float32
+    k = assign(x, info.centers)
+    counts = torch.bincount(k, minlength=8).double()
+    assert (counts - n / 8).abs().max() < 5 * math.sqrt(n / 8)  # ~5 sigma of a binomial count
+    for m in range(8):
+        xm = x[k == m].double()
+        assert torch.allclose(xm.mean(0), c[m], atol=5 * std / math.sqrt(len(xm)) + 1e-6)
+        assert torch.allclose(xm.std(0), torch.full((2,), std, dtype=torch.float64), rtol=0.1)
+
+
+def test_grid25_modes():
+    src = build_data(toy_cfg("grid25"), "cpu")
+    info = src.info
+    assert info.n_modes == 25 and info.shape == (2,) and info.std == pytest.approx(0.05)
+    pts = {tuple(round(v) for v in p) for p in info.centers.tolist()}
+    assert pts == {(a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)}
+    x = src.sample(25000, gen(2))
+    k = assign(x, info.centers)
+    counts = torch.bincount(k, minlength=25).double()
+    assert (counts - 1000).abs().max() < 5 * math.sqrt(1000)
+    resid = (x - info.centers[k]).double()
+    assert torch.allclose(resid.mean(0), torch.zeros(2, dtype=torch.float64), atol=0.002)
+    assert torch.allclose(resid.std(0), torch.full((2,), 0.05, dtype=torch.float64), rtol=0.03)
+
+
+def test_mog1d():
+    src = build_data(toy_cfg("mog1d"), "cpu")
+    info = src.info
+    assert info.kind == "toy1d" and info.shape == (1,) and info.n_modes == 2
+    assert info.centers.flatten().tolist() == [-2.0, 2.0] and info.std == 0.5
+    x = src.sample(20000, gen(3))
+    assert x.shape == (20000, 1)
+    pos, neg = x[x > 0].double(), x[x <= 0].double()
+    assert abs(len(pos) / 20000 - 0.5) < 0.02
+    assert pos.mean().item() == pytest.approx(2.0, abs=0.02) and neg.mean().item() == pytest.approx(-2.0, abs=0.02)
+    assert pos.std().item() == pytest.approx(0.5, rel=0.03) and neg.std().item() == pytest.approx(0.5, rel=0.03)
+
+
+def test_lines():
+    src = build_data(toy_cfg("lines"), "cpu")
+    info = src.info
+    assert info.kind == "toy2d" and info.shape == (2,) and info.centers is None and info.std is None
+    x = src.sample(5000, gen(4))
+    assert x.shape == (5000, 2)
+    assert torch.equal(x[:, 0], torch.zeros(5000))  # exactly on the line x = 0
+    y = x[:, 1].double().numpy()
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert stats.kstest(y, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25", "mog1d", "lines"])
+def test_toy_determinism(name):
+    src = build_data(toy_cfg(name), "cpu")
+    a, b = src.sample(100, gen(7)), src.sample(100, gen(7))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, src.sample(100, gen(8)))
+    g = gen(7)
+    first, second = src.sample(50, g), src.sample(50, g)  # one stream: consecutive draws differ
+    assert not torch.equal(first, second)
+
+
+def test_unknown_and_mismatched_kind():
+    with pytest.raises(UserError) as e:
+        build_data(DataConfig(name="ring9", kind="toy2d"), "cpu")
+    assert "ring8" in one_line(e)
+    with pytest.raises(UserError) as e:
+        build_data(DataConfig(name="ring8", kind="image"), "cpu")
+    assert "data.kind" in one_line(e)
+    with pytest.raises(UserError):
+        load_images(toy_cfg("ring8"))
+
+
+# ---------------------------------------------------------------------------------------- MNIST
+def test_mnist_from_idx_files(tmp_path):
+    arrays = fake_mnist(n_train=12, n_test=6)
+    write_mnist_raw(tmp_path / "MNIST" / "raw", arrays)
+    cfg = image_cfg("mnist", tmp_path)
+    images, labels = load_images(cfg, "train")
+    assert images.dtype == torch.uint8 and images.shape == (12, 1, 28, 28)
+    assert torch.equal(images[:, 0], torch.from_numpy(arrays[("train", "images")]))
+    assert labels.dtype == torch.long and labels.tolist() == arrays[("train", "labels")].tolist()
+    test_images, test_labels = load_images(cfg, "test")
+    assert torch.equal(test_images[:, 0], torch.from_numpy(arrays[("test", "images")]))
+    assert len(test_labels) == 6
+
+    src = build_data(cfg, "cpu")
+    assert src.info.kind == "image" and src.info.shape == (1, 28, 28) and src.info.n_modes == 10
+    x = src.sample(40, gen(0))
+    assert x.shape == (40, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1 and x.min() == -1 and x.max() == 1
+    # every sample is one of the stored images, mapped exactly by u8 / 127.5 - 1
+    back = ((x + 1) * 127.5).round().to(torch.uint8)
+    assert torch.equal(back.float() / 127.5 - 1, x)
+    flat = images.flatten(1)
+    for row in back.flatten(1):
+        assert (flat == row).all(1).any()
+    assert torch.equal(src.sample(40, gen(0)), x)  # deterministic given the generator
+
+
+def test_mnist_limit_resize_channels(tmp_path):
+    write_mnist_raw(tmp_path / "MNIST" / "raw", fake_mnist(n_train=12, n_test=6))
+    src = build_data(image_cfg("mnist", tmp_path, limit=5, image_size=32, channels=3), "cpu")
+    assert len(src) == 5 and src.info.shape == (3, 32, 32)
+    full, _ = load_images(image_cfg("mnist", tmp_path, limit=5), "test")
+    assert len(full) == 6  # the limit applies to the training split only
+
+
+def test_mnist_gz_files_in_raw_are_decompressed(tmp_path):
+    arrays = fake_mnist()
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_raw(raw, arrays, gz=True)
+    images, _ = load_images(image_cfg("mnist", tmp_path))
+    assert torch.equal(images[:, 0], torch.from_numpy(arrays[("train", "images")]))
+    assert sorted(os.listdir(raw)) == sorted(list(IDX_NAMES.values()) + [n + ".gz" for n in IDX_NAMES.values()])
+
+
+def test_mnist_offline_download_fails_fast_with_one_line(tmp_path, monkeypatch):
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(args)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    root = tmp_path / "data"
+    t0 = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        build_data(image_cfg("mnist", root, download=True), "cpu")
+    assert time.perf_counter() - t0 < 10
+    text = one_line(e)
+    assert calls, "torchvision's downloader was not reached"
+    raw = str(root / "MNIST" / "raw")
+    assert "downloading it failed" in text and "name resolution" in text
+    assert raw in text and "train-images-idx3-ubyte" in text and "run once with internet access" in text
+    assert "http" not in text
+    # nothing half-written: no staging folder, no partial files
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+    assert not any(p.name.startswith(".gan_cli-download") for p in root.iterdir())
+
+
+def test_mnist_missing_without_download(tmp_path):
+    with pytest.raises(UserError) as e:
+        build_data(image_cfg("mnist", tmp_path, download=False), "cpu")
+    text = one_line(e)
+    assert "data.download=false" in text and str(tmp_path / "MNIST" / "raw") in text
+
+
+def test_mnist_truncated_file_is_reported(tmp_path):
+    arrays = fake_mnist()
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_raw(raw, arrays)
+    p = raw / "train-images-idx3-ubyte"
+    p.write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(UserError) as e:
+        load_images(image_cfg("mnist", tmp_path))
+    assert "train-images-idx3-ubyte damaged" in one_line(e)
+
+
+def test_mnist_damaged_gz_is_reported_and_nothing_left(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_raw(raw, fake_mnist(), gz=True)
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(UserError) as e:
+        load_images(image_cfg("mnist", tmp_path))
+    assert "t10k-images-idx3-ubyte.gz" in one_line(e) and "damaged" in str(e.value)
+    assert not (raw / "t10k-images-idx3-ubyte").exists()
+    assert not [p for p in raw.iterdir() if p.name.endswith(".part")]
+
+
+def test_data_root_not_writable(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError) as e:
+        load_images(image_cfg("fashion_mnist", blocker / "data", system_root=FASHION_SYSTEM))
+    assert "is not writable" in one_line(e) and str(blocker / "data") in str(e.value)
+
+    # a read-only folder (simulated: the tests may run as root, which ignores permission bits)
+    sys_root = tmp_path / "sys"
+    write_mnist_raw(sys_root, fake_mnist(), gz=True)
+    import tempfile
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(UserError) as e:
+        load_images(image_cfg("fashion_mnist", tmp_path / "ro", system_root=str(sys_root)))
+    assert "is not writable (Permission denied)" in one_line(e)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_system_root_fake_files(tmp_path, gz):
+    """data.system_root with gzipped (what Debian's package installs) or plain IDX files, written by the test."""
+    arrays = fake_mnist(n_train=9, n_test=4)
+    sys_root = tmp_path / "sys"
+    write_mnist_raw(sys_root, arrays, gz=gz)
+    images, labels = load_images(image_cfg("fashion_mnist", tmp_path / "root", system_root=str(sys_root)))
+    assert torch.equal(images[:, 0], torch.from_numpy(arrays[("train", "images")]))
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    assert sorted(os.listdir(raw)) == sorted(IDX_NAMES.values())
+
+
+def test_fashion_mnist_offline_message_mentions_apt(tmp_path):
+    with pytest.raises(UserError) as e:
+        load_images(image_cfg("fashion_mnist", tmp_path, system_root=str(tmp_path / "nope")))
+    text = one_line(e)
+    assert "apt-get install dataset-fashion-mnist" in text and str(tmp_path / "FashionMNIST" / "raw") in text
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(FASHION_SYSTEM, "train-images-idx3-ubyte.gz")),
+                    reason=f"Debian's Fashion-MNIST files are not in {FASHION_SYSTEM} "
+                           f"(apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_from_debian_files(tmp_path):
+    cfg = image_cfg("fashion_mnist", tmp_path, system_root=FASHION_SYSTEM)
+    t0 = time.perf_counter()
+    src = build_data(cfg, "cpu")
+    first = time.perf_counter() - t0
+    assert src.info.shape == (1, 28, 28) and len(src) == 60000
+    assert torch.equal(torch.bincount(src.labels), torch.full((10,), 6000))
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(os.listdir(raw)) == sorted(IDX_NAMES.values())  # no temp files left
+    assert (raw / "train-images-idx3-ubyte").stat().st_size == 16 + 60000 * 28 * 28
+    t0 = time.perf_counter()
+    images, labels = load_images(cfg, "test")
+    second = time.perf_counter() - t0
+    assert images.shape == (10000, 1, 28, 28) and torch.equal(torch.bincount(labels), torch.full((10,), 1000))
+    assert images.float().mean().item() == pytest.approx(72.9, abs=1.0)  # Fashion-MNIST's mean pixel ~ 0.286
+    print(f"\nfashion_mnist: first load (decompress + load) {first:.2f} s, second load {second:.2f} s")
+    assert second < 5
+
+
+# ------------------------------------------------------------------------------------------ digits
+def test_digits():
+    cfg = DataConfig(name="digits", kind="image", image_size=8, channels=1)
+    images, labels = load_images(cfg, "train")
+    test_images, test_labels = load_images(cfg, "test")
+    assert images.shape == (1500, 1, 8, 8) and test_images.shape == (297, 1, 8, 8)
+    assert images.dtype == torch.uint8 and images.min() == 0 and images.max() == 255
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    assert torch.equal(images[:, 0], torch.from_numpy(np.rint(d.images[:1500] * 255 / 16).astype(np.uint8)))
+    assert labels.tolist() == d.target[:1500].tolist() and test_labels.tolist() == d.target[1500:].tolist()
+    src = build_data(cfg, "cpu")
+    assert src.info.shape == (1, 8, 8)
+    assert torch.equal(src.sample(16, gen(5)), src.sample(16, gen(5)))
+
+
+# ------------------------------------------------------------------------------------ image folder
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode=mode).save(path)
+
+
+def test_image_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    # 32 high x 64 wide: left half red, right half blue -> resize to 16x32, centre crop columns 8..23
+    split = np.zeros((32, 64, 3), np.uint8)
+    split[:, :32, 0] = 255
+    split[:, 32:, 2] = 255
+    _png(folder / "a_split.png", split)
+    _png(folder / "sub" / "b_grey.png", np.full((40, 20), 100, np.uint8))  # grey, portrait, in a subfolder
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 1] = 255  # green, half transparent
+    rgba[..., 3] = 128
+    _png(folder / "c_rgba.png", rgba)
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(folder / "D_upper.JPG", quality=95)
+    (folder / "notes.txt").write_text("not an image")
+    _png(folder / ".hidden.png", np.zeros((8, 8), np.uint8))  # hidden files are skipped
+
+    cfg = DataConfig(name="image_folder", kind="image", path=str(folder), image_size=16, channels=3)
+    images, labels = load_images(cfg)
+    assert labels is None
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
+    # sorted by relative path: D_upper.JPG, a_split.png, c_rgba.png, sub/b_grey.png
+    jpg, sp, rgba_img, grey = images
+    assert (jpg.int() - 7).abs().max() <= 3
+    assert torch.equal(sp[:, 4, 2], torch.tensor([255, 0, 0], dtype=torch.uint8))
+    assert torch.equal(sp[:, 4, 13], torch.tensor([0, 0, 255], dtype=torch.uint8))
+    assert (rgba_img[1].int() - 255).abs().max() <= 1 and (rgba_img[0].int() - 127).abs().max() <= 1  # on white
+    assert torch.equal(grey, torch.full((3, 16, 16), 100, dtype=torch.uint8))
+
+    src = build_data(DataConfig(name="image_folder", kind="image", path=str(folder), image_size=8, channels=1), "cpu")
+    assert src.info.shape == (1, 8, 8) and len(src) == 4 and src.info.n_modes is None
+    x = src.sample(10, gen(0))
+    assert x.shape == (10, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
+    limited = load_images(DataConfig(name="image_folder", kind="image", path=str(folder), image_size=8,
+                                     channels=1, limit=2))[0]
+    assert len(limited) == 2
+
+
+def test_image_folder_errors(tmp_path):
+    def cfg(path):
+        return DataConfig(name="image_folder", kind="image", path=path, image_size=16, channels=3)
+
+    with pytest.raises(UserError) as e:
+        build_data(cfg(None), "cpu")
+    assert "data.path=" in one_line(e)
+    with pytest.raises(UserError) as e:
+        build_data(cfg(str(tmp_path / "missing")), "cpu")
+    assert "does not exist" in one_line(e)
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "readme.txt").write_text("hi")
+    with pytest.raises(UserError) as e:
+        build_data(cfg(str(empty)), "cpu")
+    assert "holds no images" in one_line(e) and str(empty) in str(e.value)
+    bad = tmp_path / "bad"
+    _png(bad / "good.png", np.zeros((16, 16, 3), np.uint8))
+    (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises(UserError) as e:
+        build_data(cfg(str(bad)), "cpu")
+    assert "broken.png" in one_line(e) and "cannot read image file" in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-10
+def test_cifar10_offline_one_line_and_clean(tmp_path, monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    root = tmp_path / "data"
+    with pytest.raises(UserError) as e:
+        build_data(DataConfig(name="cifar10", kind="image", root=str(root), download=True), "cpu")
+    text = one_line(e)
+    assert "CIFAR-10" in text and "downloading it failed" in text and "cifar-10-python.tar.gz" in text
+    assert str(root) in text and "http" not in text
+    assert list(root.iterdir()) == []  # the staging folder is gone
+    with pytest.raises(UserError) as e:
+        load_images(DataConfig(name="cifar10", kind="image", root=str(root), download=False), "test")
+    assert "data.download=false" in one_line(e)
+
+
+def test_fit_images_grey_rgb_resize():
+    from gan_cli.data.images import fit_images
+
+    rgb = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    rgb[:, 0] = 255  # pure red -> luma 0.299 * 255 = 76.2
+    grey = fit_images(rgb, 4, 1)
+    assert grey.shape == (2, 1, 4, 4) and (grey == 76).all()
+    up = fit_images(grey, 8, 3)
+    assert up.shape == (2, 3, 8, 8) and up.dtype == torch.uint8 and (up == 76).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_sampling_on_cuda_with_cpu_or_cuda_generator(tmp_path):
+    write_mnist_raw(tmp_path / "MNIST" / "raw", fake_mnist())
+    for cfg in (toy_cfg("ring8"), toy_cfg("lines"), image_cfg("mnist", tmp_path)):
+        src = build_data(cfg, "cuda")
+        for g in (torch.Generator("cuda").manual_seed(0), gen(0)):
+            a = src.sample(32, g)
+            g.manual_seed(0)
+            assert a.is_cuda and torch.equal(a, src.sample(32, g))

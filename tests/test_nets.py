@@ -1,0 +1,153 @@
+"""gan_cli.nets: shapes per data kind, norms, the theta / gaussian generators, fit errors, determinism."""
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from gan_cli.config import DNorm, NetConfig, NetName, UserError
+from gan_cli.data import DataInfo
+from gan_cli.nets import build_nets
+
+RING = DataInfo("ring8", "toy2d", (2,), 8, torch.zeros(8, 2), 0.01)
+LINES = DataInfo("lines", "toy2d", (2,), 1)
+MOG = DataInfo("mog1d", "toy1d", (1,), 2, torch.tensor([[-2.0], [2.0]]), 0.5)
+
+
+def img(c, s):
+    return DataInfo("img", "image", (c, s, s), 10)
+
+
+def net(name, **kw):
+    return NetConfig(name=name, **kw)
+
+
+def norms(module, kind):
+    return [m for m in module.modules() if isinstance(m, kind)]
+
+
+@pytest.mark.parametrize("info,latent", [(RING, 2), (LINES, 1), (MOG, 1), (img(1, 8), 16)])
+def test_mlp_shapes(info, latent):
+    G, D = build_nets(net("mlp", hidden=32, depth=3), info, latent, "batch")
+    assert G.latent_dim == latent
+    x = G(torch.randn(7, latent))
+    assert x.shape == (7, *info.shape)
+    assert D(x).shape == (7,)
+    assert len(norms(D, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm))) == 0
+    assert sum(isinstance(m, nn.Linear) for m in G.modules()) == 4  # 3 hidden layers + output
+    assert sum(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2 for m in D.modules()) == 3
+    if info.kind == "image":
+        assert x.abs().max() <= 1
+
+
+@pytest.mark.parametrize("c,s", [(1, 28), (3, 32), (1, 8), (3, 8), (1, 32), (3, 28)])
+@pytest.mark.parametrize("d_norm", ["batch", "layer", "none"])
+def test_dcgan_shapes_and_norms(c, s, d_norm):
+    G, D = build_nets(net(NetName.dcgan, channels=8), img(c, s), 10, d_norm)
+    z = torch.randn(5, 10)
+    x = G(z)
+    assert x.shape == (5, c, s, s) and x.abs().max() <= 1
+    assert D(x).shape == (5,)
+    assert len(norms(G, nn.BatchNorm2d)) >= 2
+    bn, gn = norms(D, nn.modules.batchnorm._BatchNorm), norms(D, (nn.GroupNorm, nn.LayerNorm))
+    if d_norm == "none":
+        assert bn == [] and gn == []
+    elif d_norm == "layer":
+        assert bn == [] and len(gn) >= 1 and all(isinstance(m, nn.GroupNorm) and m.num_groups == 1 for m in gn)
+    else:
+        assert len(bn) >= 1 and gn == []
+        layers = list(D.net)
+        assert isinstance(layers[0], nn.Conv2d) and isinstance(layers[1], nn.LeakyReLU)  # no norm on layer 1
+    assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
+
+
+def test_dcgan_enum_dnorm_and_init():
+    G, D = build_nets(net("dcgan", channels=64), img(3, 32), 100, DNorm.none)
+    assert not norms(D, nn.modules.batchnorm._BatchNorm)
+    w = torch.cat([m.weight.flatten() for m in list(G.modules()) + list(D.modules())
+                   if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    assert w.mean().abs() < 1e-3 and w.std().item() == pytest.approx(0.02, rel=0.02)
+    bnw = torch.cat([m.weight for m in G.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert bnw.mean().item() == pytest.approx(1.0, abs=0.01) and bnw.std().item() == pytest.approx(0.02, rel=0.2)
+
+
+def test_dcgan_width_follows_channels():
+    small = sum(p.numel() for p in build_nets(net("dcgan", channels=8), img(1, 28), 10, "batch")[0].parameters())
+    big = sum(p.numel() for p in build_nets(net("dcgan", channels=16), img(1, 28), 10, "batch")[0].parameters())
+    assert big > 2 * small
+
+
+def test_theta_generator_exact():
+    G, D = build_nets(net("theta", theta0=0.75, hidden=16), LINES, 1, "batch")
+    assert G.latent_dim == 1
+    assert [n for n, _ in G.named_parameters()] == ["theta"]
+    z = torch.randn(4000, 1, generator=torch.Generator().manual_seed(0))
+    x = G(z)
+    assert x.shape == (4000, 2)
+    assert torch.equal(x[:, 0], torch.full((4000,), 0.75))
+    assert torch.allclose(x[:, 1], torch.special.ndtr(z[:, 0]), atol=0, rtol=0)
+    assert stats.kstest(x[:, 1].double().detach().numpy(), "uniform").pvalue > 1e-3
+    x[:, 0].sum().backward()
+    assert G.theta.grad.item() == pytest.approx(4000.0)
+    G.zero_grad()
+    out = D(G(z))
+    assert out.shape == (4000,)
+    out.mean().backward()
+    assert G.theta.grad is not None and G.theta.grad.abs().item() > 0
+    # a wider latent: only z_0 is used
+    G3, _ = build_nets(net("theta", theta0=-1.0), LINES, 3, "none")
+    z3 = torch.randn(5, 3)
+    assert torch.equal(G3(z3)[:, 1], torch.special.ndtr(z3[:, 0])) and G3.latent_dim == 3
+
+
+def test_gaussian_generator():
+    G, D = build_nets(net("gaussian", mu0=1.5, sigma0=0.3, hidden=16), MOG, 1, "batch")
+    assert G.sigma.item() == pytest.approx(0.3, abs=1e-7) and G.mu.item() == 1.5
+    z = torch.randn(10, 1)
+    x = G(z)
+    assert x.shape == (10, 1) and torch.allclose(x, 1.5 + 0.3 * z, atol=1e-6)
+    D(x).sum().backward()
+    assert G.mu.grad is not None and G.log_sigma.grad is not None
+    with torch.no_grad():
+        G.log_sigma.fill_(-50.0)
+    assert G.sigma.item() > 0  # positive parametrisation
+
+
+@pytest.mark.parametrize("name,info,needle", [
+    ("dcgan", RING, "needs image data"),
+    ("dcgan", img(1, 20), "28x28"),
+    ("dcgan", DataInfo("x", "image", (3, 32, 16)), "32x16"),
+    ("theta", img(1, 28), "data=lines"),
+    ("theta", MOG, "data=lines"),
+    ("gaussian", RING, "1-D"),
+    ("gaussian", img(3, 32), "1-D"),
+])
+def test_net_does_not_fit_data(name, info, needle):
+    with pytest.raises(UserError) as e:
+        build_nets(net(name), info, 4, "batch")
+    text = str(e.value)
+    assert "\n" not in text and needle in text
+
+
+def test_auto_and_bad_args():
+    with pytest.raises(ValueError, match="auto"):
+        build_nets(net(NetName.auto), RING, 2, "batch")
+    with pytest.raises(ValueError):
+        build_nets(net("mlp"), RING, 0, "batch")
+    with pytest.raises(ValueError):
+        build_nets(net("mlp"), RING, 2, "spectral")
+
+
+def test_deterministic_given_seed():
+    def build():
+        torch.manual_seed(123)
+        return build_nets(net("dcgan", channels=8), img(1, 28), 10, "batch")
+
+    (G1, D1), (G2, D2) = build(), build()
+    for a, b in zip(list(G1.state_dict().values()) + list(D1.state_dict().values()),
+                    list(G2.state_dict().values()) + list(D2.state_dict().values())):
+        assert torch.equal(a, b)
+    z = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    G1.eval(), G2.eval()
+    assert torch.equal(G1(z), G2(z))

@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+import gan_cli.train  # noqa: F401  (registers the config schema and resolvers)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+BIN = Path(sys.executable).parent
+
+
+def compose_train(*overrides, tmp_path=None):
+    """Compose conf/train.yaml exactly as gan-train does, with test overrides."""
+    ov = list(overrides) + ["progress=false"]
+    if tmp_path is not None:
+        ov.append(f"out_dir={tmp_path}")
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+        return compose("train", overrides=ov)
+
+
+@pytest.fixture
+def compose_cfg():
+    return compose_train
+
+
+def scalar_tags(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc

@@ -1,0 +1,251 @@
+"""The training runner end to end: config groups, short runs, TensorBoard, resume, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN, compose_train, scalar_tags
+from idx import fake_mnist, write_mnist_raw
+
+from gan_cli.loop import Trainer
+from gan_cli.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+NETS = sorted(p.stem for p in (CONF / "net").glob("*.yaml"))
+DIVERGENCES = ["kl", "rkl", "pearson", "hellinger", "js", "gan", "tv", "neyman"]
+TINY = ["steps=4", "log_every=2", "image_every=0", "ckpt_every=0", "estimate_batch=64"]
+
+
+def test_config_groups_are_complete():
+    assert MODELS == ["fgan", "gan", "nsgan", "wgan", "wgan_gp"]
+    assert set(DATA) == {"ring8", "grid25", "mog1d", "lines", "mnist", "fashion_mnist", "cifar10", "digits", "image_folder"}
+    assert {"auto", "mlp", "dcgan", "theta", "gaussian"} <= set(NETS)
+
+
+def _data_overrides(name, tmp_path):
+    if name == "mnist":
+        write_mnist_raw(tmp_path / "data" / "MNIST" / "raw", fake_mnist(64, 16))
+        return [f"data.root={tmp_path / 'data'}", "data.download=false"]
+    if name == "image_folder":
+        from PIL import Image
+
+        folder = tmp_path / "imgs"
+        folder.mkdir()
+        for i in range(6):
+            Image.new("RGB", (40, 36), (40 * i, 100, 200)).save(folder / f"{i}.png")
+        return [f"data.path={folder}"]
+    if name == "fashion_mnist":
+        if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+            pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+        return [f"data.root={tmp_path / 'data'}", "data.limit=256"]
+    return []
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("data", [d for d in DATA if d != "cifar10"])
+def test_every_model_and_data_composes_and_instantiates(model, data, tmp_path):
+    cfg = compose_train(f"model={model}", f"data={data}", *_data_overrides(data, tmp_path), tmp_path=tmp_path)
+    tr = Trainer(cfg, tmp_path)
+    x = tr.data.sample(4, tr.gen)
+    assert x.shape[1:] == tuple(tr.info.shape)
+    fake = tr.G(tr.noise(4, tr.gen))
+    assert fake.shape == x.shape
+    assert tr.D(fake).shape == (4,)
+    # the critic of WGAN-GP has no batch norm
+    if model == "wgan_gp":
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in tr.D.modules())
+
+
+def test_cifar10_offline_is_one_clear_line(tmp_path):
+    cfg = compose_train("data=cifar10", f"data.root={tmp_path}", "data.download=false", tmp_path=tmp_path)
+    from gan_cli.config import UserError
+
+    with pytest.raises(UserError) as e:
+        Trainer(cfg, tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "CIFAR" in msg.upper() and str(tmp_path) in msg
+
+
+@pytest.mark.parametrize("net", ["mlp", "auto"])
+def test_net_options_on_toy(net, tmp_path):
+    cfg = compose_train(f"net={net}", tmp_path=tmp_path)
+    Trainer(cfg, tmp_path)
+
+
+def test_theta_and_gaussian_nets(tmp_path):
+    tr = Trainer(compose_train("data=lines", "net=theta", "net.theta0=0.5", tmp_path=tmp_path), tmp_path)
+    out = tr.G(tr.noise(100, tr.gen))
+    assert torch.allclose(out[:, 0], torch.full((100,), 0.5))
+    tr = Trainer(compose_train("data=mog1d", "net=gaussian", tmp_path=tmp_path), tmp_path)
+    assert tr.G(tr.noise(10, tr.gen)).shape == (10, 1)
+
+
+@pytest.mark.parametrize("div", DIVERGENCES)
+def test_fgan_divergences_compose(div, tmp_path):
+    cfg = compose_train("model=fgan", f"model.divergence={div}", "data=mog1d", tmp_path=tmp_path)
+    tr = Trainer(cfg, tmp_path)
+    assert tr.objective.estimate_tag == f"estimate/fdiv_{div}"
+
+
+def test_model_paper_defaults():
+    w = compose_train("model=wgan").model
+    assert (w.opt_d.name.value, w.opt_d.lr, w.clip, w.n_critic) == ("rmsprop", 5e-5, 0.01, 5)
+    gp = compose_train("model=wgan_gp").model
+    assert (gp.opt_d.lr, gp.opt_d.beta1, gp.opt_d.beta2, gp.gp_weight, gp.n_critic, gp.d_norm.value) == (1e-4, 0.0, 0.9, 10.0, 5, "none")
+    ns = compose_train("model=nsgan").model
+    assert (ns.opt_g.lr, ns.opt_g.beta1, ns.opt_g.beta2) == (2e-4, 0.5, 0.999)
+
+
+ESTIMATE = {"gan": "estimate/jsd", "nsgan": "estimate/jsd", "fgan": "estimate/fdiv_kl", "wgan": "estimate/w", "wgan_gp": "estimate/w"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_short_run_writes_tensorboard_tags(model, tmp_path):
+    cfg = compose_train(f"model={model}", "steps=6", "log_every=3", "image_every=6", "estimate_batch=64",
+                        "model.warmup_critic_steps=0", tmp_path=tmp_path)
+    result = train(cfg)
+    acc = scalar_tags(tmp_path)
+    tags = set(acc.Tags()["scalars"])
+    for t in ["loss/d", "loss/g", ESTIMATE[model], "grad_norm/d", "grad_norm/g", "lr/g", "lr/d"]:
+        assert t in tags, (t, tags)
+    assert [e.step for e in acc.Scalars("loss/d")] == [3, 6]
+    assert "samples" in acc.Tags()["images"]  # the 2-D scatter plot
+    assert result["status"] == "completed" and result["step"] == 6
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "completed"
+    # hparams plugin data for comparing runs of a sweep
+    plugins = acc.PluginTagToContent("hparams") if hasattr(acc, "PluginTagToContent") else {}
+    assert plugins, "no hparams summary written"
+
+
+def test_wasserstein_estimate_is_dual_value(tmp_path):
+    """The logged estimate equals E_real f - E_fake f recomputed on the same held-out batch."""
+    cfg = compose_train("model=wgan", "steps=2", "log_every=1", "image_every=0", tmp_path=tmp_path)
+    tr = Trainer(cfg, tmp_path)
+    state = tr.est_gen.get_state()
+    est = tr.estimate()
+    tr.est_gen.set_state(state)
+    with torch.no_grad():
+        real = tr.data.sample(cfg.estimate_batch, tr.est_gen)
+        fake = tr.G(tr.noise(cfg.estimate_batch, tr.est_gen))
+        want = tr.D(real).mean() - tr.D(fake).mean()
+    assert torch.allclose(est, want, atol=1e-6)
+
+
+def test_1d_and_lines_runs_write_pictures(tmp_path):
+    for data in ["mog1d", "lines"]:
+        out = tmp_path / data
+        cfg = compose_train("model=fgan", "model.divergence=rkl", f"data={data}", "steps=4", "log_every=2",
+                            "image_every=4", "estimate_batch=64", tmp_path=out)
+        train(cfg)
+        acc = scalar_tags(out)
+        assert "samples" in acc.Tags()["images"]
+        assert "estimate/fdiv_rkl" in acc.Tags()["scalars"]
+
+
+def test_mnist_from_idx_files_without_network(tmp_path):
+    write_mnist_raw(tmp_path / "data" / "MNIST" / "raw", fake_mnist(128, 16))
+    cfg = compose_train("data=mnist", f"data.root={tmp_path / 'data'}", "data.download=false", "model=nsgan",
+                        "net.channels=8", "steps=3", "log_every=3", "image_every=3", "estimate_batch=32", tmp_path=tmp_path / "run")
+    train(cfg)
+    acc = scalar_tags(tmp_path / "run")
+    img = acc.Images("samples")[-1]
+    assert img.width > 28 and img.height > 28
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_run_writes_image_grid(tmp_path):
+    cfg = compose_train("data=fashion_mnist", f"data.root={tmp_path / 'data'}", "model=wgan", "net.channels=8",
+                        "steps=3", "log_every=3", "image_every=3", "estimate_batch=32", "model.warmup_critic_steps=2",
+                        tmp_path=tmp_path / "run")
+    train(cfg)
+    acc = scalar_tags(tmp_path / "run")
+    assert "samples" in acc.Tags()["images"]
+    assert "estimate/w" in acc.Tags()["scalars"]
+
+
+def _weights(run_dir):
+    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+
+    return load_checkpoint(list_checkpoints(run_dir)[-1])
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    common = ["model=wgan_gp", "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10"]
+    full = tmp_path / "full"
+    train(compose_train(*common, "ckpt_every=0", tmp_path=full))
+    part = tmp_path / "part"
+    # Interrupted run: a SIGINT after step 5 (not on the log or checkpoint cadence) makes the
+    # loop write a checkpoint at step 5 and stop.
+    import signal
+
+    from gan_cli.loop import Interrupted
+
+    tr = Trainer(compose_train(*common, "ckpt_every=0", tmp_path=part), part)
+
+    def progress(step, host):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        tr.run(progress)
+    assert _weights(part)["step"] == 5
+    cfg = compose_train(*common, "ckpt_every=0", f"resume={part}")
+    train(cfg, overrides=[f"resume={part}"])
+    a, b = _weights(full), _weights(part)
+    assert a["step"] == b["step"] == 12
+    for k in a["generator"]:
+        assert torch.equal(a["generator"][k], b["generator"][k]), k
+    for k in a["discriminator"]:
+        assert torch.equal(a["discriminator"][k], b["discriminator"][k]), k
+    sa, sb = scalar_tags(full), scalar_tags(part)
+    assert [(e.step, e.value) for e in sa.Scalars("loss/d")] == [(e.step, e.value) for e in sb.Scalars("loss/d")]
+    assert [(e.step, e.value) for e in sa.Scalars("estimate/w")] == [(e.step, e.value) for e in sb.Scalars("estimate/w")]
+
+
+def _cli(args, cwd, env_extra=None, timeout=240):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.update(env_extra or {})
+    return subprocess.run([str(BIN / "gan-train"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["model=nope"], "model"),  # unknown group option (Hydra's message)
+        (["steps=abc"], "steps"),  # wrong type (Hydra's message)
+        (["model.no_such_key=1"], "no_such_key"),  # unknown key
+        (["model.opt_d.lr=-1"], "model.opt_d.lr=-1.0 is out of range"),
+        (["model.n_critic=0"], "model.n_critic=0 is out of range"),
+        (["model=wgan", "model.clip=0"], "model.clip=0.0 is out of range"),
+        (["data.batch_size=0"], "data.batch_size=0 is out of range"),
+        (["device=tpu"], "device=tpu"),
+        (["resume=/no/such/run"], "no such folder"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_clear_message(args, needle, tmp_path):
+    r = _cli([*args, "progress=false", "steps=2"] if args[0] != "steps=abc" else args, cwd=tmp_path)
+    assert r.returncode != 0
+    assert needle in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    if "out of range" in needle or "device" in needle or "no such folder" in needle:
+        assert r.stderr.strip().count("\n") == 0, r.stderr  # one line
+    assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
+    assert not Path("/no/such/run").exists()
+
+
+def test_cli_default_run_and_multirun(tmp_path):
+    r = _cli(["steps=4", "log_every=2", "image_every=0", "progress=false", "estimate_batch=64"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    runs = list(tmp_path.glob("outputs/*/*/checkpoints/step_*.pt"))
+    assert len(runs) == 1
+    assert "tensorboard --logdir" in r.stdout
+    r = _cli(["-m", "model=gan,nsgan", "data=ring8", "steps=3", "log_every=3", "image_every=0", "progress=false",
+              "estimate_batch=64"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    jobs = sorted(p.parent.parent.name for p in tmp_path.glob("multirun/*/*/*/checkpoints/step_00000003.pt"))
+    assert len(jobs) == 2 and jobs[0].startswith("0_") and "model=gan" in jobs[0] and "model=nsgan" in jobs[1]

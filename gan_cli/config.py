@@ -128,14 +128,14 @@ class GuardConfig:
 
 @dataclass
 class MetricsConfig:
-    suite: str = "none"  # toy | images | inception | none
-    num_samples: int = 2500
+    suite: str = "auto"  # auto | toy | images | inception | none
+    num_samples: int = 0  # 0: the suite's default (toy 2,500; images/inception 10,000)
     feature_batch: int = 500
-    extractor: Optional[str] = None
     inception_weights: Optional[str] = None
     cache_dir: str = "~/.cache/gan_cli"
-    k: int = 5
-    extra: dict = field(default_factory=dict)
+    k: int = 5  # k-NN size for precision/recall/density/coverage (prdc convention, strict <)
+    critic_w: bool = False  # also estimate W1 with a freshly trained WGAN-GP critic
+    real_seed: int = 0  # which real samples the real-side features use
 
 
 @dataclass
@@ -159,8 +159,28 @@ class TrainConfig:
     resume: Optional[str] = None
     out_dir: Optional[str] = None  # default: Hydra's run folder
     progress: bool = True
-    experiment: Optional[str] = None
-    extra: Any = None
+    experiment: Optional[str] = None  # set by conf/experiment presets
+    train_generator: bool = True  # false: G frozen, only D/critic trains (theory lab)
+
+
+@dataclass
+class TruncationConfig:
+    kind: str = "none"  # none | resample (BigGAN) | interpolate (StyleGAN)
+    psi: float = 1.0
+    sweep: list = field(default_factory=list)  # psi values: a table and a precision-recall plot
+
+
+@dataclass
+class EvalConfig:
+    ckpt: Optional[str] = None  # a run folder or a checkpoint file
+    folder: Optional[str] = None  # or: a folder of images scored against data=<name>
+    data: Optional[DataConfig] = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    truncation: TruncationConfig = field(default_factory=TruncationConfig)
+    seed: int = 0
+    device: str = "auto"
+    out: Optional[str] = None  # where metrics.json goes (default: beside the checkpoint / in the folder)
+    tensorboard: bool = True  # also log eval/* scalars to the run's TensorBoard
 
 
 _RANGES = [
@@ -192,7 +212,9 @@ _RANGES = [
     ("data.n_modes", lambda v: v >= 1, "must be >= 1"),
     ("data.image_size", lambda v: v >= 8, "must be >= 8"),
     ("data.limit", lambda v: v >= 0, "must be >= 0 (0: all images)"),
-    ("metrics.num_samples", lambda v: v >= 2, "must be >= 2"),
+    ("metrics.num_samples", lambda v: v == 0 or v >= 2, "must be >= 2 (or 0 for the suite's default)"),
+    ("metrics.k", lambda v: v >= 1, "must be >= 1"),
+    ("metrics.feature_batch", lambda v: v >= 1, "must be >= 1"),
 ]
 
 
@@ -223,3 +245,4 @@ def validate(cfg: Any) -> None:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)

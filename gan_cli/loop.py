@@ -148,13 +148,19 @@ def graceful_signals(state: dict):
 class Trainer:
     """Holds the state of one run; ``run()`` trains it to ``cfg.steps`` generator steps."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, resume_state: dict | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, resume_state: dict | None = None,
+                 resume_from: Path | str | None = None):
         validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.resume_from = resume_from  # the checkpoint file of resume_state, named in errors
         self.device = pick_device(cfg.device)
-        if self.device.type == "cpu" and cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+        # CPU kernels are deterministic for a fixed thread count already; turning on
+        # torch.use_deterministic_algorithms there made matmuls ~40x slower (measured), so it
+        # is only used for cuDNN, whose autotuner would otherwise pick kernels per run.
+        if self.device.type == "cuda":
+            torch.backends.cudnn.deterministic = bool(cfg.deterministic)
+            torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.manual_seed(cfg.seed)  # initial weights
         self.data = build_data(cfg.data, self.device)
         self.info = self.data.info
@@ -169,9 +175,14 @@ class Trainer:
         self.est_gen = torch.Generator(self.device).manual_seed(cfg.seed + 2)
         g = torch.Generator().manual_seed(cfg.seed + 3)
         self.fixed_z = torch.randn(cfg.num_image_samples, self.latent_dim, generator=g).to(self.device)
+        from gan_cli.metrics.suite import SuiteContext, resolve_suite
+
+        self.suite = resolve_suite(cfg.metrics, self.info, str(cfg.data.name))
+        self.suite_ctx = SuiteContext(cfg.data, self.data, cfg.metrics, self.device)
         self.step = 0
         self.skips = 0
         self.history: list[dict] = []
+        self.metric_history: list[dict] = []
         self._zero_acc()
         if resume_state is not None:
             self._restore(resume_state)
@@ -197,6 +208,7 @@ class Trainer:
             "acc": {"loss/d": self.acc["loss/d"].cpu(), "loss/g": self.acc["loss/g"].cpu(), "n": self.acc["n"]},
             "skips": self.skips,
             "history": self.history,
+            "metric_history": self.metric_history,
             "config": plain_config(self.cfg),
             "info": {"name": self.info.name, "kind": self.info.kind, "shape": list(self.info.shape)},
         }
@@ -208,9 +220,9 @@ class Trainer:
             self.opt_g.load_state_dict(s["opt_g"])
             self.opt_d.load_state_dict(s["opt_d"])
         except (RuntimeError, KeyError, ValueError) as e:
-            raise UserError(
-                f"checkpoint does not fit the configured architecture ({str(e).splitlines()[0][:200]})."
-            ) from None
+            src = f"checkpoint {self.resume_from}" if self.resume_from else "checkpoint"
+            detail = " ".join(ln.strip() for ln in str(e).splitlines()[:2])[:240]  # line 2 names the tensor
+            raise UserError(f"{src} does not fit the configured architecture ({detail}).") from None
         self.step = int(s["step"])
         torch.set_rng_state(s["rng"]["torch"])
         if self.device.type == "cuda" and s["rng"]["cuda"]:
@@ -224,6 +236,7 @@ class Trainer:
         }
         self.skips = int(s.get("skips", 0))
         self.history = list(s.get("history", []))
+        self.metric_history = list(s.get("metric_history", []))
 
     # -- one step ------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -250,6 +263,7 @@ class Trainer:
         cfg, obj, bs = self.cfg, self.objective, self.cfg.data.batch_size
         out = {}
         self.D.requires_grad_(True)
+        bad_d = bad_g = False  # skip mode: a skipped (non-finite) step stays out of the logged means
         for _ in range(self.critic_steps()):
             real = self.data.sample(bs, self.gen)
             with torch.no_grad():
@@ -259,7 +273,8 @@ class Trainer:
                 loss_d = loss_d + cfg.model.gp_weight * gradient_penalty(self.D, real, fake, self.gen)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            if not self._skip_bad(loss_d, self.opt_d):
+            bad_d = self._skip_bad(loss_d, self.opt_d)
+            if not bad_d:
                 self.opt_d.step()
             if cfg.model.clip is not None:  # WGAN: keep the critic K-Lipschitz by clipping
                 with torch.no_grad():
@@ -272,14 +287,16 @@ class Trainer:
         loss_g = obj.g_loss(self.D(fake))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        if not self._skip_bad(loss_g, self.opt_g):
+        bad_g = cfg.train_generator and self._skip_bad(loss_g, self.opt_g)
+        if cfg.train_generator and not bad_g:
             self.opt_g.step()
         if want_norms:
             out["grad_norm/g"] = grad_norm(self.G)
         # Accumulate on the device: no host sync here.
-        self.acc["loss/d"] += loss_d.detach()
-        self.acc["loss/g"] += loss_g.detach()
-        self.acc["n"] += 1
+        if not (bad_d or bad_g):
+            self.acc["loss/d"] += loss_d.detach()
+            self.acc["loss/g"] += loss_g.detach()
+            self.acc["n"] += 1
         return out
 
     @torch.no_grad()
@@ -375,6 +392,8 @@ class Trainer:
                         progress(self.step, None)
                     if cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps):
                         self.log_pictures(writer)
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                        self.evaluate(writer)
                     if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                         self._checked_save()
                     if sig.get("signal"):
@@ -385,8 +404,9 @@ class Trainer:
                             f"Continue with: gan-train resume={self.run_dir}",
                             sig["signal"],
                         )
-            final_path = self._checked_save()
             elapsed = time.perf_counter() - t0
+            metrics = self.evaluate(writer)
+            final_path = self._checked_save()
             result = {
                 "status": "completed",
                 "step": self.step,
@@ -394,11 +414,26 @@ class Trainer:
                 "checkpoint": str(final_path),
                 "steps_per_s": (self.step - s0) / max(elapsed, 1e-9),
                 "final": {k: v for k, v in last_host.items()},
+                "metrics": metrics,
+                "suite": self.suite,
             }
             self._log_hparams(writer, result["final"])
             return result
         finally:
             writer.close()
+
+    def evaluate(self, writer) -> dict:
+        """Run the metric suite on the current generator; scalars go to ``metrics/<name>``."""
+        if self.suite == "none":
+            return {}
+        from gan_cli.metrics.suite import generator_sampler, run_suite
+
+        sampler = generator_sampler(self.G, self.latent_dim, self.device, self.cfg.seed + 7)
+        values = run_suite(self.suite, sampler, self.suite_ctx)
+        for k, v in values.items():
+            writer.add_scalar(f"metrics/{k}", v, self.step)
+        self.metric_history.append({"step": self.step, **values})
+        return values
 
     def _checked_save(self) -> Path:
         # Never overwrite good checkpoints with NaN weights.
@@ -410,12 +445,15 @@ class Trainer:
         from torch.utils.tensorboard.summary import hparams
 
         metrics = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        metrics.update({f"metrics/{k}": float(v) for k, v in (self.metric_history[-1] if self.metric_history else {}).items()
+                        if k != "step" and math.isfinite(v)})
         exp, ssi, sei = hparams(flat_hparams(self.cfg), metrics)
         fw = writer._get_file_writer()
         for s in (exp, ssi, sei):
             fw.add_summary(s)
         for k, v in metrics.items():
-            writer.add_scalar(k, v, self.step)
+            if k.startswith("final/"):  # metrics/* were logged by evaluate()
+                writer.add_scalar(k, v, self.step)
 
 
 def sample_generator(G, n: int, latent_dim: int, device, seed: int, batch: int = 1000) -> torch.Tensor:

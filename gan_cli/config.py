@@ -90,7 +90,7 @@ class ModelConfig:
 class NetConfig:
     name: NetName = NetName.auto
     latent_dim: int = 0  # 0: the data set's default latent size
-    hidden: int = 256  # mlp width
+    hidden: int = 128  # mlp width
     depth: int = 3  # mlp hidden layers
     channels: int = 64  # dcgan base width
     theta0: float = 1.0  # initial theta of the `theta` generator

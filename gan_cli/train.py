@@ -70,7 +70,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     from gan_cli.config import validate
 
     validate(cfg)  # before anything is written
-    trainer = Trainer(cfg, run_dir, resume_state)
+    trainer = Trainer(cfg, run_dir, resume_state, resume_from=path if cfg.resume else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = run_dir / "status.json"
     ck.write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
@@ -78,21 +78,29 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         with _progress(cfg) as progress:
             result = trainer.run(progress)
     except Diverged as e:
-        ck.write_json(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
+        _record(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
         raise UserError(f"training diverged: {e}") from None
     except Interrupted as e:
-        ck.write_json(status, {"state": "interrupted", "step": trainer.step, "error": str(e)})
+        _record(status, {"state": "interrupted", "step": trainer.step, "error": str(e)})
         raise
     except UserError as e:
-        ck.write_json(status, {"state": "failed", "step": trainer.step, "error": str(e)})
+        _record(status, {"state": "failed", "step": trainer.step, "error": str(e)})
         raise
     except BaseException as e:
-        ck.write_json(status, {"state": "failed", "step": trainer.step, "error": f"{type(e).__name__}: {e}"})
+        _record(status, {"state": "failed", "step": trainer.step, "error": f"{type(e).__name__}: {e}"})
         raise
     ck.write_json(run_dir / "results.json", result)
     ck.write_json(status, {"state": "completed", "step": trainer.step})
     _summary(cfg, result)
     return result
+
+
+def _record(status: Path, obj: dict) -> None:
+    """Write status.json on an error path, best effort: a full disk must not hide the error being reported."""
+    try:
+        ck.write_json(status, obj)
+    except OSError:
+        pass
 
 
 class _progress:
@@ -173,20 +181,25 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
+    n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
+    if isinstance(n_jobs, int) and n_jobs > 0:  # parallel local sweep: share the cores
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
     try:
         result = train(cfg, overrides)
     except UserError as e:
         status = Path(hc.runtime.output_dir) / "status.json"
         if not cfg.resume and not status.exists():  # failed before training: record why
-            ck.write_json(status, {"state": "failed", "step": 0, "error": str(e)})
+            _record(status, {"state": "failed", "step": 0, "error": str(e)})
         print(f"gan-train: error: {e}", file=sys.stderr)
         if _is_multirun():  # recorded; the sweeper carries on with the other jobs
             raise
         sys.exit(2)
     except Interrupted as e:
         print(f"gan-train: {e}", file=sys.stderr)
-        if _is_multirun():
-            raise
+        # Also in a sweep: SystemExit passes Hydra's per-job `except Exception`, so Ctrl-C ends
+        # the whole sweep instead of counting as one failed job and starting the next.
         sys.exit(128 + e.signum)
     return next((v for k, v in result["final"].items() if k.startswith("estimate/")), None)
 

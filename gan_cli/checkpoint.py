@@ -8,10 +8,12 @@ killed mid-write leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
 import re
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -88,9 +90,11 @@ def load_checkpoint(path: Path | str) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" in str(e):
+        if "Weights only load failed" in str(e) and "Unsupported operand" not in str(e):
             why = "it holds objects other than plain data (refusing to run code from it)"
-        elif isinstance(e, (zipfile.BadZipFile, EOFError)) or "zip archive" in str(e) or "central directory" in str(e):
+        elif (isinstance(e, (zipfile.BadZipFile, EOFError, pickle.UnpicklingError))  # random bytes: bad pickle opcode
+              or (isinstance(e, OSError) and e.errno == errno.EINVAL)  # most cut-short zips: the reader's seek fails
+              or "zip archive" in str(e) or "central directory" in str(e)):
             why = "it is truncated or not a PyTorch file"
         else:
             why = f"it cannot be read ({first[:160]})"
@@ -124,9 +128,13 @@ def latest_good_checkpoint(run_dir: Path | str) -> tuple[Path, dict]:
     problems = []
     for p in reversed(ckpts):
         try:
-            return p, load_checkpoint(p)
+            obj = load_checkpoint(p)
         except UserError as e:
             problems.append(str(e))
+            continue
+        for skipped in problems:  # say which newer checkpoints are skipped, and why
+            print(f"gan-train: warning: {skipped} Using the older {p.name}.", file=sys.stderr)
+        return p, obj
     raise UserError(f"resume={run_dir}: no checkpoint there can be loaded; newest problem: {problems[0]}")
 
 

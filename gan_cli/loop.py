@@ -312,6 +312,8 @@ class Trainer:
         n = max(self.acc["n"], 1)
         vals = {k: self.acc[k] / n for k in ("loss/d", "loss/g")}
         vals[self.objective.estimate_tag] = self.estimate()
+        if hasattr(self.G, "log_scalars"):  # parametric toy generators: theta / mu, sigma under gen/...
+            vals.update(self.G.log_scalars())
         vals.update(extra)
         # One host sync for all scalars of this interval.
         host = dict(zip(vals.keys(), torch.stack([v.float().reshape(()) for v in vals.values()]).cpu().tolist()))
@@ -370,7 +372,7 @@ class Trainer:
 
         cfg = self.cfg
         # purge_step drops events a killed run logged after its last checkpoint.
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+        writer = self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
         if self.step == 0:
             writer.add_text("config", "```\n" + OmegaConf.to_yaml(plain_config(cfg)) + "\n```", 0)
         sig: dict = {}
@@ -385,7 +387,8 @@ class Trainer:
                     if log_now:  # host sync: once per logging interval
                         last_host = self.log_scalars(writer, extra)
                         self.check_finite(last_host)
-                        self.history.append({"step": self.step, **{k: last_host[k] for k in ("loss/d", "loss/g", self.objective.estimate_tag)}})
+                        self.history.append({"step": self.step, **{k: last_host[k] for k in ("loss/d", "loss/g", self.objective.estimate_tag)},
+                                             **{k: v for k, v in last_host.items() if k.startswith("gen/")}})
                         if progress is not None:
                             progress(self.step, last_host)
                     elif progress is not None:
@@ -436,6 +439,8 @@ class Trainer:
         return values
 
     def _checked_save(self) -> Path:
+        if getattr(self, "writer", None) is not None:
+            self.writer.flush()  # events up to this step are on disk before the checkpoint says so
         # Never overwrite good checkpoints with NaN weights.
         if not (all_finite(self.G) and all_finite(self.D)):
             self.check_finite({"loss/d": float("nan"), "loss/g": float("nan"), self.objective.estimate_tag: float("nan")})

@@ -18,12 +18,13 @@ import enum
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
+
+from gan_cli.checkpoint import atomic_write_bytes  # one atomic writer for checkpoints and caches
 
 #: bump when the meaning of cached arrays changes (e.g. a different stats convention)
 CACHE_VERSION = 1
@@ -91,25 +92,6 @@ def real_stats_key(data_cfg: Any, extractor_id: str, layer: str, num_samples: in
         "split": split,
         "extra": extra,
     })
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write via ``write(fileobj)`` into a temp file next to ``path``, flush + fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _warn_once(path: Path, why: str) -> None:

@@ -150,7 +150,8 @@ def test_1d_and_lines_runs_write_pictures(tmp_path):
 def test_mnist_from_idx_files_without_network(tmp_path):
     write_mnist_raw(tmp_path / "data" / "MNIST" / "raw", fake_mnist(128, 16))
     cfg = compose_train("data=mnist", f"data.root={tmp_path / 'data'}", "data.download=false", "model=nsgan",
-                        "net.channels=8", "steps=3", "log_every=3", "image_every=3", "estimate_batch=32", tmp_path=tmp_path / "run")
+                        "net.channels=8", "steps=3", "log_every=3", "image_every=3", "estimate_batch=32", "metrics=none",
+                        tmp_path=tmp_path / "run")
     train(cfg)
     acc = scalar_tags(tmp_path / "run")
     img = acc.Images("samples")[-1]
@@ -160,7 +161,7 @@ def test_mnist_from_idx_files_without_network(tmp_path):
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_run_writes_image_grid(tmp_path):
     cfg = compose_train("data=fashion_mnist", f"data.root={tmp_path / 'data'}", "model=wgan", "net.channels=8",
-                        "steps=3", "log_every=3", "image_every=3", "estimate_batch=32", "model.warmup_critic_steps=2",
+                        "steps=3", "log_every=3", "image_every=3", "estimate_batch=32", "model.warmup_critic_steps=2", "metrics=none",
                         tmp_path=tmp_path / "run")
     train(cfg)
     acc = scalar_tags(tmp_path / "run")

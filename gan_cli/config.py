@@ -165,7 +165,7 @@ class TrainConfig:
 
 @dataclass
 class TruncationConfig:
-    kind: str = "none"  # none | resample (BigGAN) | interpolate (StyleGAN)
+    kind: str = "none"  # none | resample (BigGAN) | interpolate (StyleGAN) | both (a sweep over both kinds)
     psi: float = 1.0
     sweep: list = field(default_factory=list)  # psi values: a table and a precision-recall plot
 
@@ -181,6 +181,11 @@ class EvalConfig:
     device: str = "auto"
     out: Optional[str] = None  # where metrics.json goes (default: beside the checkpoint / in the folder)
     tensorboard: bool = True  # also log eval/* scalars to the run's TensorBoard
+    # sweep=<multirun folder>: summarise every job (gan_cli.sweep) instead of scoring one checkpoint
+    sweep: Optional[str] = None
+    sort_by: Optional[str] = None  # a column of the summary; -<column> sorts descending
+    plot_x: Optional[str] = None  # a swept parameter (default: the first one that is not seed)
+    plot_y: Optional[str] = None  # a metric (default: sort_by, else fid*/modes*/w1*/estimate/*)
 
 
 _RANGES = [

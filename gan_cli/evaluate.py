@@ -4,8 +4,9 @@
 config, samples, runs the suite, prints a table, writes ``metrics.json`` beside the checkpoint
 and logs ``eval/*`` scalars to the run's TensorBoard.  ``truncation.kind`` / ``truncation.psi``
 apply the truncation trick; ``truncation.sweep=[1.0,0.8,...]`` evaluates each psi and writes a
-table and a precision-vs-recall plot.  ``folder=<dir> data=<name>`` scores images made by any
-tool against a data set.
+table and a precision-vs-recall plot (``truncation.kind=both``: resample and interpolate in one
+table and figure).  ``folder=<dir> data=<name>`` scores images made by any tool against a data
+set.  ``sweep=<multirun folder>`` summarises a whole sweep instead (gan_cli.sweep).
 """
 from __future__ import annotations
 
@@ -79,12 +80,22 @@ def evaluate(cfg: DictConfig) -> dict:
     from gan_cli.metrics.suite import SuiteContext, generator_sampler, resolve_suite, run_suite
     from gan_cli.truncation import check
 
+    if cfg.sweep:  # gan-eval sweep=<multirun folder>: one table (and lab report) for all jobs
+        if cfg.ckpt or cfg.folder:
+            raise UserError("sweep=<folder> summarises a whole sweep: leave out ckpt= and folder=.")
+        from gan_cli.sweep import summarize
+
+        return summarize(cfg.sweep, cfg.sort_by, cfg.plot_x, cfg.plot_y, cfg=cfg, tensorboard=cfg.tensorboard)
     device = pick_device(cfg.device)
     if bool(cfg.ckpt) == bool(cfg.folder):
         raise UserError("gan-eval needs exactly one of ckpt=<run folder or checkpoint> or folder=<images> data=<name>.")
-    check(cfg.truncation.kind, cfg.truncation.psi)
+    both = cfg.truncation.kind == "both"  # resample and interpolate in one sweep and figure
+    if both and not cfg.truncation.sweep:
+        raise UserError("truncation.kind=both needs truncation.sweep=[psi,...], e.g. truncation.sweep=[2.0,1.0,0.7,0.5].")
+    check("interpolate" if both else cfg.truncation.kind, cfg.truncation.psi)
     for psi in cfg.truncation.sweep:
-        check(cfg.truncation.kind if cfg.truncation.kind != "none" else "interpolate", psi)
+        for kind in ("resample", "interpolate") if both else (cfg.truncation.kind if cfg.truncation.kind != "none" else "interpolate",):
+            check(kind, psi)
 
     if cfg.ckpt:
         ckpt_path = _ckpt_file(cfg.ckpt)
@@ -121,9 +132,10 @@ def evaluate(cfg: DictConfig) -> dict:
         if cfg.truncation.sweep and kind == "none":
             kind = "interpolate"
         runs = {}
-        for psi in psis:
-            sampler = generator_sampler(G, latent, device, cfg.seed, kind, float(psi))
-            runs[f"{kind}:{psi:g}" if kind != "none" else "none"] = run_suite(suite, sampler, ctx)
+        for kind in ("resample", "interpolate") if both else (kind,):
+            for psi in psis:
+                sampler = generator_sampler(G, latent, device, cfg.seed, kind, float(psi))
+                runs[f"{kind}:{psi:g}" if kind != "none" else "none"] = run_suite(suite, sampler, ctx)
         results = runs[next(iter(runs))]
 
     report = {**source, "suite": suite, "seed": int(cfg.seed), "truncation": OmegaConf.to_container(cfg.truncation),
@@ -146,6 +158,12 @@ def evaluate(cfg: DictConfig) -> dict:
         with SummaryWriter(str(out_dir / "tb")) as w:
             for k, v in results.items():
                 w.add_scalar(f"eval/{k}", v, report["step"])
+            if len(runs) > 1:
+                from gan_cli.lab.truncation import tradeoff_figure
+
+                fig = tradeoff_figure(runs)
+                if fig is not None:
+                    w.add_figure("eval/truncation", fig, report["step"])
     print(f"wrote {out_dir / 'metrics.json'}")
     return report
 
@@ -162,21 +180,10 @@ def _write_truncation(out_dir: Path, runs: dict) -> None:
         w.writerow(["truncation", *keys])
         for name, vals in runs.items():
             w.writerow([name, *[vals.get(k, "") for k in keys]])
-    prec = next((k for k in keys if k.startswith("precision")), None)
-    rec = next((k for k in keys if k.startswith("recall")), None)
-    if prec and rec:
-        import matplotlib.pyplot as plt
+    from gan_cli.lab.truncation import tradeoff_figure
 
-        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-        xs = [runs[n][rec] for n in runs]
-        ys = [runs[n][prec] for n in runs]
-        ax.plot(xs, ys, "o-")
-        for n, x, y in zip(runs, xs, ys):
-            ax.annotate(n.split(":")[-1], (x, y), fontsize=7, textcoords="offset points", xytext=(4, 4))
-        ax.set_xlabel(rec)
-        ax.set_ylabel(prec)
-        ax.set_title("truncation: precision vs recall (psi)", fontsize=9)
-        fig.tight_layout()
+    fig = tradeoff_figure(runs)  # precision vs recall (and FID / W1) against psi, one curve per kind
+    if fig is not None:
         viz.figure_to_png(fig, out_dir / "truncation_pr.png")
 
 

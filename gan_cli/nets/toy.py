@@ -25,6 +25,10 @@ class ThetaGenerator(nn.Module):
         u = torch.special.ndtr(z[:, 0])
         return torch.stack([self.theta.expand_as(u), u], dim=1)
 
+    def log_scalars(self) -> dict[str, torch.Tensor]:
+        """Parameters the loop logs under ``gen/...`` at its logging cadence (device tensors, no sync)."""
+        return {"gen/theta": self.theta.detach()}
+
 
 class GaussianGenerator(nn.Module):
     def __init__(self, latent_dim: int, mu0: float = 0.0, sigma0: float = 1.0):
@@ -41,3 +45,7 @@ class GaussianGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.mu + self.sigma * z[:, :1]
+
+    def log_scalars(self) -> dict[str, torch.Tensor]:
+        """Parameters the loop logs under ``gen/...`` at its logging cadence (device tensors, no sync)."""
+        return {"gen/mu": self.mu.detach(), "gen/sigma": self.sigma.detach()}

@@ -1,0 +1,443 @@
+"""Theory lab, experiment 3: f-divergences, mode covering vs mode seeking.
+
+Claim: fitting a single Gaussian Q = N(mu, sigma^2) to a bimodal P by minimising D_f(P || Q)
+gives a *mode-covering* fit (mu between the modes, sigma wide enough for both) for divergences
+that punish Q for missing mass of P (KL(P || Q), Pearson chi^2), and a *mode-seeking* fit (one
+mode, its width) for those that punish Q for putting mass where P has none (reverse KL, Neyman
+chi^2); Hellinger, Jensen-Shannon and total variation lie in between and, for a well separated
+mixture, have several local minima.  References: Minka 2005, "Divergence measures and message
+passing" (alpha-divergences: inclusive vs exclusive, Fig. 1); Theis, van den Oord & Bethge 2016,
+"A note on the evaluation of generative models" (Fig. 1: KL vs reverse KL vs JS fit of an isotropic
+Gaussian to a mixture); Nowozin, Cseke & Tomioka 2016, "f-GAN" (Sec. 4.1 and Table 3: the same
+experiment, a Gaussian fitted with each divergence, next to the exact minimiser).
+
+The run: ``gan-train -m experiment=fdiv`` trains ``model=fgan net=gaussian data=mog1d`` once per
+``model.divergence`` (learnable mu and sigma, an MLP critic); ``gan-eval sweep=<folder>`` calls
+:func:`report`, which writes ``fdiv.csv`` / ``fdiv.md`` (the table) and ``fdiv.png`` (the learned
+densities over the data density, the exact minimisers dashed) into the sweep folder and the
+figure to TensorBoard (``<sweep>/tb_summary``, tag ``lab/fdiv``).
+
+The exact minimiser: D_f(P || N(mu, sigma^2)) = E_Q f(p/q) by quadrature on a fine uniform grid,
+in log space (:func:`divergence`), minimised over (mu, log sigma) with Nelder-Mead from a grid of
+starts (:func:`local_minima`); every distinct local minimum is kept, the global one is the
+smallest.  The shipped target 0.5 N(-2, 0.5^2) + 0.5 N(2, 0.5^2) is symmetric, so every minimum
+with mu != 0 comes with its mirror image -mu: the table writes those as +-mu.  Two divergences are
+infinite on part of the parameter space (for equal component widths s): Pearson chi^2 = E_Q (p/q)^2 - 1
+needs sigma > s / sqrt(2), Neyman chi^2 = E_P (q/p)^2 - 1 needs sigma < sqrt(2) s; there the
+functions return inf (exactly, not a truncated integral).
+
+Caveat shown by the table: gan_cli's f-GAN generator uses the paper's *practical* objective
+(maximise E_Q g_f(V), Nowozin et al. Sec. 3.2).  At the optimal critic T* = f'(p/q) its gradient
+is int dq/dtheta f'(p/q) dx, which is minus the gradient of a *different* divergence (Poole et al.
+2016, "Improved generator objectives for GANs"): KL(Q || P) for kl, 2 KL(P || Q) for pearson,
+Neyman chi^2 / 2 for rkl (tests/test_lab_theory.py checks these numerically); only the saddle-point
+generator (maximise E_Q f*(T)) descends D_f itself.  A trained MLP critic is far from T* where p is
+tiny (the fake-side term f*(T) gives it little push there), so the runs land near, not on, the D_f
+minimiser; total variation (optimal critic +-1/2, piecewise constant) and a start where D_f is
+infinite (Neyman chi^2 for sigma0 >= sqrt(2) * std) give the generator no useful gradient.  The
+``learned ~`` column names the exact local minimum the run ended nearest to.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+DIVERGENCE_ORDER = ("kl", "pearson", "hellinger", "js", "gan", "tv", "rkl", "neyman")
+LABELS = {
+    "kl": "KL(P‖Q)", "rkl": "KL(Q‖P)", "pearson": "Pearson chi2", "neyman": "Neyman chi2",
+    "hellinger": "sq. Hellinger", "js": "2 JSD", "gan": "2 JSD - log 4", "tv": "total variation",
+}
+LOG2 = math.log(2.0)
+
+
+# ----------------------------------------------------------------------------- exact D_f
+
+
+def mixture_params(data_cfg) -> tuple[np.ndarray, float]:
+    """(centers, std) of the equal-weight 1-D mixture that ``data=mog1d`` samples from."""
+    from gan_cli.data.toy import line_centers
+
+    get = data_cfg.get if isinstance(data_cfg, dict) else lambda k, d=None: getattr(data_cfg, k, d)
+    centers = line_centers(int(get("n_modes", 2)), float(get("radius", 2.0))).double().numpy().ravel()
+    return centers, float(get("std", 0.5))
+
+
+def log_mixture_pdf(x: np.ndarray, centers: Iterable[float], std: float) -> np.ndarray:
+    from scipy.special import logsumexp
+
+    c = np.asarray(list(centers), dtype=np.float64).reshape(-1, 1)
+    lz = -0.5 * ((x[None, :] - c) / std) ** 2 - math.log(std * math.sqrt(2 * math.pi))
+    return logsumexp(lz, axis=0) - math.log(c.shape[0])
+
+
+def log_normal_pdf(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    return -0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma * math.sqrt(2 * math.pi))
+
+
+def finite_domain(name: str, sigma: float, std: float) -> bool:
+    """False where D_f(P || N(mu, sigma^2)) is +inf for a mixture of width-``std`` components."""
+    if name == "pearson":  # E_Q (p/q)^2 = int p^2 / q: the tails need 2 / (2 s^2) > 1 / (2 sigma^2)
+        return sigma > std / math.sqrt(2.0)
+    if name == "neyman":  # int q^2 / p: the tails need 2 / (2 sigma^2) > 1 / (2 s^2)
+        return sigma < std * math.sqrt(2.0)
+    return True
+
+
+def divergence(name: str, mu: float, sigma: float, centers: Iterable[float], std: float, n: int = 4001,
+               width: float = 14.0) -> float:
+    """D_f(P || N(mu, sigma^2)) = E_Q f(p/q) for the f-GAN row ``name`` (gan_cli.objectives.fgan), with
+    P the equal-weight mixture of N(c, std^2): a Riemann sum on ``n`` uniform points covering ``width``
+    standard deviations around every component, computed in log space (no 0/0, no overflow)."""
+    from scipy.special import logsumexp
+
+    centers = np.asarray(list(centers), dtype=np.float64).ravel()
+    if not (sigma > 0 and math.isfinite(sigma) and math.isfinite(mu)):
+        return math.inf
+    if not finite_domain(name, sigma, std):
+        return math.inf
+    lo = min(centers.min() - width * std, mu - width * sigma)
+    hi = max(centers.max() + width * std, mu + width * sigma)
+    x = np.linspace(lo, hi, n)
+    dx = x[1] - x[0]
+    lp, lq = log_mixture_pdf(x, centers, std), log_normal_pdf(x, mu, sigma)
+    p, q = np.exp(lp), np.exp(lq)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if name == "kl":  # u log u: int p log(p/q)
+            v = np.sum(p * (lp - lq)) * dx
+        elif name == "rkl":  # -log u: int q log(q/p)
+            v = np.sum(q * (lq - lp)) * dx
+        elif name == "pearson":  # (u-1)^2: int p^2/q - 1
+            v = math.exp(logsumexp(2 * lp - lq) + math.log(dx)) - 1.0
+        elif name == "neyman":  # (1-u)^2/u: int q^2/p - 1
+            v = math.exp(logsumexp(2 * lq - lp) + math.log(dx)) - 1.0
+        elif name == "hellinger":  # (sqrt u - 1)^2
+            v = np.sum((np.exp(lp / 2) - np.exp(lq / 2)) ** 2) * dx
+        elif name in ("js", "gan"):  # 2 JSD, and 2 JSD - log 4
+            lm = np.logaddexp(lp, lq) - LOG2
+            v = np.sum(p * (lp - lm) + q * (lq - lm)) * dx - (2 * LOG2 if name == "gan" else 0.0)
+        elif name == "tv":  # |u-1|/2
+            v = 0.5 * np.sum(np.abs(p - q)) * dx
+        else:
+            raise ValueError(f"unknown divergence {name!r}")
+    return float(v)
+
+
+def default_starts(centers, std) -> list[tuple[float, float]]:
+    """A grid of (mu, sigma) starts: every component mean, the mixture mean and points between,
+    times widths from one component's std to twice the mixture's std."""
+    c = np.asarray(list(centers), dtype=np.float64)
+    m = float(c.mean())
+    s_tot = float(math.sqrt(std**2 + c.var()))
+    mus = sorted({round(float(v), 6) for v in [*c, m, m - 0.5 * s_tot, m + 0.5 * s_tot, m + 0.1 * s_tot]})
+    sigmas = [std, 0.5 * (std + s_tot), s_tot, 2 * s_tot]
+    return [(mu, sg) for mu in mus for sg in sigmas]
+
+
+def local_minima(name: str, centers, std: float, starts: Optional[list] = None, tol: float = 0.02) -> list[dict]:
+    """Distinct local minima of D_f(P || N(mu, sigma^2)) over (mu, sigma), best first:
+    Nelder-Mead on (mu, log sigma) from every start where the divergence is finite; minima closer
+    than ``tol`` (in mu and in sigma) are merged; points stuck on the edge of the finite domain
+    (Pearson / Neyman) are dropped."""
+    from scipy import optimize
+
+    centers = tuple(float(c) for c in np.asarray(list(centers), dtype=np.float64).ravel())
+    starts = starts if starts is not None else default_starts(centers, std)
+
+    def fun(v):
+        return divergence(name, float(v[0]), float(math.exp(v[1])), centers, std)
+
+    found = []
+    for mu0, sg0 in starts:
+        if not math.isfinite(fun((mu0, math.log(sg0)))):
+            continue
+        r = optimize.minimize(fun, x0=[mu0, math.log(sg0)], method="Nelder-Mead",
+                              options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 3000})
+        mu, sg = float(r.x[0]), float(math.exp(r.x[1]))
+        if not math.isfinite(r.fun):
+            continue
+        if not (finite_domain(name, sg * 0.99, std) and finite_domain(name, sg * 1.01, std)):
+            continue  # pressed against the edge where the divergence becomes infinite: not a minimum
+        found.append({"mu": mu, "sigma": sg, "value": float(r.fun)})
+    found.sort(key=lambda d: d["value"])
+    uniq: list[dict] = []
+    for d in found:
+        if not any(abs(d["mu"] - u["mu"]) < tol and abs(d["sigma"] - u["sigma"]) < tol for u in uniq):
+            uniq.append(d)
+    return uniq
+
+
+@functools.lru_cache(maxsize=64)
+def _exact_cached(name: str, centers: tuple, std: float) -> dict:
+    minima = local_minima(name, centers, std)
+    if not minima:
+        return {"divergence": name, "mu": math.nan, "sigma": math.nan, "value": math.nan, "minima": [], "symmetric": False}
+    best = minima[0]
+    c = np.asarray(centers)
+    symmetric_target = bool(np.allclose(np.sort(c), np.sort(2 * c.mean() - c)))
+    ties = [m for m in minima if abs(m["value"] - best["value"]) <= 1e-6 * max(1.0, abs(best["value"]))]
+    sym = symmetric_target and abs(best["mu"] - c.mean()) > 1e-2
+    if sym:  # report the +mu member of the mirror pair (deterministic table)
+        best = max(ties, key=lambda m: m["mu"])
+    return {"divergence": name, "mu": best["mu"], "sigma": best["sigma"], "value": best["value"],
+            "minima": minima, "symmetric": sym}
+
+
+def exact_minimiser(name: str, centers, std: float) -> dict:
+    """The global minimiser of D_f(P || N(mu, sigma^2)): {"mu", "sigma", "value", "minima": every local
+    minimum found, "symmetric": True when -mu (mirrored about the mixture mean) is an equal minimum}."""
+    return _exact_cached(name, tuple(float(c) for c in np.asarray(list(centers)).ravel()), float(std))
+
+
+def exact_table(centers, std: float, divergences: Iterable[str] = DIVERGENCE_ORDER) -> list[dict]:
+    return [exact_minimiser(d, centers, std) for d in divergences]
+
+
+def regime(mu: float, sigma: float, centers, std: float, min_mass: float = 0.1) -> str:
+    """'covers all modes', 'seeks one mode' or 'covers k of M modes' for a fitted N(mu, sigma^2): a mode
+    counts as covered when Q puts at least ``min_mass`` of its mass within 2 std of the mode's centre."""
+    from scipy.stats import norm
+
+    c = np.asarray(list(centers), dtype=np.float64)
+    if not (math.isfinite(mu) and math.isfinite(sigma)):
+        return "n/a"
+    mass = norm.cdf((c + 2 * std - mu) / sigma) - norm.cdf((c - 2 * std - mu) / sigma)
+    k = int((mass >= min_mass).sum())
+    if k == c.size:
+        return "covers all modes" if c.size > 1 else "covers the mode"
+    if k == 1:
+        return "seeks one mode"
+    return f"covers {k} of {c.size} modes" if k else "misses every mode"
+
+
+def nearest_minimum(mu: float, sigma: float, ex: dict) -> tuple[str, Optional[dict]]:
+    """Which exact local minimum a learned (mu, sigma) ended next to: ("global" | "local" | "none", minimum)."""
+    if not ex["minima"] or not (math.isfinite(mu) and math.isfinite(sigma)):
+        return "none", None
+    best_val = ex["minima"][0]["value"]
+    d = [(abs(mu - m["mu"]) + abs(math.log(sigma / m["sigma"])), m) for m in ex["minima"]]
+    dist, m = min(d, key=lambda t: t[0])
+    if dist > 0.35:
+        return "none", None
+    is_global = abs(m["value"] - best_val) <= 1e-6 * max(1.0, abs(best_val))
+    return ("global" if is_global else "local"), m
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def _learned(job) -> tuple[float, float]:
+    """(mu, sigma) at the end of a run: results.json's gen/mu, gen/sigma, else the checkpoint's generator."""
+    final = (job.results or {}).get("final") or {}
+    if "gen/mu" in final and "gen/sigma" in final:
+        return float(final["gen/mu"]), float(final["gen/sigma"])
+    path = job.checkpoint
+    if path is None:
+        return math.nan, math.nan
+    from gan_cli.checkpoint import load_checkpoint
+
+    g = load_checkpoint(path)["generator"]
+    return float(g["mu"]), float(math.exp(float(g["log_sigma"])))
+
+
+def _other_minima(ex: dict, center: float, tol: float = 0.02) -> list[tuple[dict, bool]]:
+    """The local minima other than the global one (and its mirror image), as (minimum, mirrored) pairs:
+    with a symmetric target a pair (mu, sigma), (2 c - mu, sigma) is listed once as ``±``."""
+    def same(a, b):
+        return abs(a["mu"] - b["mu"]) < tol and abs(a["sigma"] - b["sigma"]) < tol
+
+    def mirror(a):
+        return {"mu": 2 * center - a["mu"], "sigma": a["sigma"], "value": a["value"]}
+
+    best = {"mu": ex["mu"], "sigma": ex["sigma"]}
+    out: list[tuple[dict, bool]] = []
+    for m in ex["minima"]:
+        if same(m, best) or (ex["symmetric"] and same(mirror(m), best)):
+            continue
+        if any(same(m, o) or same(mirror(m), o) for o, _ in out):
+            continue
+        has_mirror = abs(m["mu"] - center) > tol and any(same(mirror(m), o) for o in ex["minima"])
+        out.append(({**m, "mu": center + abs(m["mu"] - center)} if has_mirror else m, has_mirror))
+    return out
+
+
+def notes(numeric: list[dict], std: float) -> list[str]:
+    """One line per run that ended away from every exact minimum, with the likely reason."""
+    out = []
+    for r in numeric:
+        if r["status"] != "completed" or r["learned_near"] != "none":
+            continue
+        est = r.get("estimate_final")
+        seen = (f"; its critic's final estimate is {est:.3g} where the exact D_f is {r['D_f_learned']:.3g}"
+                if est is not None else "")
+        why = ""
+        s0 = r.get("sigma0")
+        if s0 is not None and not finite_domain(r["divergence"], float(s0), std):
+            why = (f" (D_f(P ‖ Q) is infinite at the start, sigma0 = {float(s0):g}: the critic's finite lower bound "
+                   f"does not steer the generator)")
+        elif r["divergence"] == "tv":
+            why = (" (the TV critic tanh(v)/2 is optimal at ±1/2, piecewise constant; where it saturates neither "
+                   "player gets a gradient, cf. experiment 2)")
+        out.append(f"{r['divergence']} (seed {r['seed']}) ended at ({r['learned_mu']:.2f}, {r['learned_sigma']:.3g}), "
+                   f"near no exact minimum{seen}{why}")
+    return out
+
+
+def _fmt(v, nd=3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "inf" if isinstance(v, float) and v == math.inf else "n/a"
+    v = round(float(v), nd) + 0.0  # no "-0.000"
+    return f"{v:.{nd}f}"
+
+
+def collect_rows(jobs) -> tuple[list[dict], list[dict], tuple[np.ndarray, float]]:
+    """(numeric rows, display rows, (centers, std)) — one row per job, in DIVERGENCE_ORDER then seed."""
+    from gan_cli.config import UserError
+
+    fjobs = [j for j in jobs if j.config and str((j.config.get("model") or {}).get("name")) == "fgan"]
+    if not fjobs:
+        raise UserError("the fdiv report needs model=fgan jobs (gan-train -m experiment=fdiv); none found.")
+    datas = {str((j.config.get("data") or {}).get("name")) for j in fjobs}
+    if datas != {"mog1d"} or any(str((j.config.get("net") or {}).get("name")) != "gaussian" for j in fjobs):
+        raise UserError(f"the fdiv report compares a Gaussian generator (net=gaussian) on data=mog1d; got data={','.join(sorted(datas))}.")
+    centers, std = mixture_params(fjobs[0].config["data"])
+
+    def key(j):
+        d = str(j.config["model"].get("divergence"))
+        return (DIVERGENCE_ORDER.index(d) if d in DIVERGENCE_ORDER else 99, d, j.config.get("seed", 0), j.num or 0)
+
+    numeric, display = [], []
+    for j in sorted(fjobs, key=key):
+        div = str(j.config["model"]["divergence"])
+        ex = exact_minimiser(div, centers, std)
+        mu, sg = _learned(j) if j.ok else (math.nan, math.nan)
+        near, _ = nearest_minimum(mu, sg, ex)
+        d_learned = divergence(div, mu, sg, centers, std) if j.ok else math.nan
+        others = _other_minima(ex, float(np.mean(centers)))
+        net = j.config.get("net") or {}
+        num = {
+            "divergence": div, "seed": j.config.get("seed"), "status": j.status,
+            "mu0": net.get("mu0"), "sigma0": net.get("sigma0"), "steps": j.config.get("steps"),
+            "learned_mu": mu, "learned_sigma": sg, "exact_mu": ex["mu"], "exact_sigma": ex["sigma"],
+            "exact_symmetric": ex["symmetric"], "D_f_learned": d_learned, "D_f_min": ex["value"],
+            "estimate_final": (j.results or {}).get("final", {}).get(f"estimate/fdiv_{div}") if j.ok else None,
+            "learned_regime": regime(mu, sg, centers, std), "exact_regime": regime(ex["mu"], ex["sigma"], centers, std),
+            "learned_near": near,
+            "other_minima": "; ".join(f"({'±' if pm_ else ''}{_fmt(x['mu'])}, {x['sigma']:.3f}) {x['value']:.4g}"
+                                      for x, pm_ in others),
+            "dir": str(j.dir) if j.dir else "",
+        }
+        numeric.append(num)
+        pm = "±" if ex["symmetric"] else ""
+        display.append({
+            "divergence": f"{div} ({LABELS.get(div, div)})", "seed": str(j.config.get("seed")),
+            "learned mu": _fmt(mu) if j.ok else j.status, "learned sigma": _fmt(sg) if j.ok else "",
+            "exact mu": pm + _fmt(abs(ex["mu"]) if pm else ex["mu"]), "exact sigma": _fmt(ex["sigma"]),
+            "D_f(learned)": _fmt(d_learned, 4) if j.ok else "", "min D_f": _fmt(ex["value"], 4),
+            "learned fit": num["learned_regime"] if j.ok else "", "exact fit": num["exact_regime"],
+            "learned ~": near if j.ok else "",
+            "other local minima (mu, sigma) D_f": num["other_minima"] or "-",
+        })
+    return numeric, display, (centers, std)
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def figure(numeric: list[dict], centers, std: float):
+    """One panel per divergence: the data density (grey), the learned Gaussian (colour), the exact
+    global minimiser(s) (dashed; both mirror images when symmetric)."""
+    from gan_cli import viz  # noqa: F401  (Agg backend)
+    import matplotlib.pyplot as plt
+
+    rows: dict[str, list[dict]] = {}
+    for r in numeric:
+        rows.setdefault(r["divergence"], []).append(r)
+    divs = list(rows)
+    ncol = min(4, len(divs))
+    nrow = int(math.ceil(len(divs) / ncol))
+    c = np.asarray(centers, dtype=np.float64)
+    lo, hi = c.min() - 5 * std - 1.5, c.max() + 5 * std + 1.5
+    x = np.linspace(lo, hi, 600)
+    p = np.exp(log_mixture_pdf(x, c, std))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.3 * nrow), dpi=80, squeeze=False, sharex=True)
+    for k, div in enumerate(divs):
+        ax = axes[k // ncol][k % ncol]
+        ax.fill_between(x, p, color="0.75", label="data P")
+        ex = exact_minimiser(div, c, std)
+        for sgn in ((1, -1) if ex["symmetric"] else (1,)):
+            mu_e = c.mean() + sgn * (ex["mu"] - c.mean())
+            ax.plot(x, np.exp(log_normal_pdf(x, mu_e, ex["sigma"])), "k--", lw=1.1,
+                    label="exact argmin" if sgn == 1 else None)
+        titles = []
+        for i, r in enumerate(rows[div]):
+            mu, sg = r["learned_mu"], r["learned_sigma"]
+            if math.isfinite(mu) and math.isfinite(sg):
+                ax.plot(x, np.exp(log_normal_pdf(x, mu, sg)), color=f"C{i}", lw=1.6,
+                        label=f"learned (seed {r['seed']})" if len(rows[div]) > 1 else "learned")
+                titles.append(f"({_fmt(mu, 2)}, {sg:.2f})")
+            else:
+                titles.append(r["status"])
+        sigmas = [ex["sigma"]] + [r["learned_sigma"] for r in rows[div] if math.isfinite(r["learned_sigma"])]
+        peak = max([p.max()] + [1 / (math.sqrt(2 * math.pi) * sg) for sg in sigmas if sg > 0])
+        ax.set_ylim(0, 1.1 * min(peak, 3 * p.max()))
+        ax.set_xlim(lo, hi)
+        ax.set_yticks([])
+        pm = "±" if ex["symmetric"] else ""
+        mu_txt = _fmt(abs(ex["mu"]) if pm else ex["mu"], 2)
+        ax.set_title(f"{div}: learned {', '.join(titles)}\nexact ({pm}{mu_txt}, {ex['sigma']:.2f})", fontsize=8)
+        if k == 0:
+            ax.legend(fontsize=6, loc="upper left")
+    for k in range(len(divs), nrow * ncol):
+        axes[k // ncol][k % ncol].axis("off")
+    fig.suptitle("N(mu, sigma^2) fitted to 0.5 N(-2, 0.5^2) + 0.5 N(2, 0.5^2) by f-GAN: (mu, sigma) learned vs exact "
+                 "argmin D_f(P || Q)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def markdown(display: list[dict]) -> str:
+    cols = list(display[0])
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in cols) + " |" for r in display]
+    return "\n".join(lines)
+
+
+def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
+    """fdiv.csv / fdiv.md (learned vs exact (mu, sigma) per divergence) and fdiv.png; the figure and the
+    table also go to TensorBoard (``lab/fdiv``)."""
+    from gan_cli import viz
+    from gan_cli.sweep import write_csv
+
+    numeric, display, (centers, std) = collect_rows(jobs)
+    out_dir = Path(out_dir)
+    files = [out_dir / "fdiv.csv", out_dir / "fdiv.md"]
+    write_csv(files[0], numeric, list(numeric[0]))
+    caption = (
+        "exact: D_f(P || N(mu, sigma^2)) by quadrature, minimised by Nelder-Mead from "
+        f"{len(default_starts(centers, std))} starts; ± = two mirror-image global minima.  "
+        "learned ~: the exact local minimum the run ended next to (global / local / none).  "
+        "js and gan differ by a constant in T, so they train identically.  The generator uses f-GAN's "
+        "practical objective (Nowozin et al. 2016 Sec. 3.2), which at the optimal critic descends another "
+        "divergence (kl: KL(Q‖P), pearson: KL(P‖Q), rkl: Neyman chi2; Poole et al. 2016)."
+    )
+    extra = notes(numeric, std)
+    if extra:
+        caption += "  " + "; ".join(extra) + "."
+    md = markdown(display)
+    files[1].write_text(f"{md}\n\n{caption}\n")
+    fig = figure(numeric, centers, std)
+    if writer is not None:
+        writer.add_text("lab/fdiv", md + "\n\n" + caption, 0)
+        writer.add_figure("lab/fdiv", fig, 0, close=False)
+    files.append(out_dir / "fdiv.png")
+    viz.figure_to_png(fig, files[-1])
+    return {"title": "f-divergences: Gaussian fitted to a two-mode mixture, learned vs exact argmin D_f(P || Q)",
+            "rows": display, "columns": list(display[0]), "caption": caption, "numeric": numeric,
+            "files": [str(f) for f in files]}

@@ -33,3 +33,13 @@ def scalar_tags(run_dir):
     acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
     return acc
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny nets train fastest on one thread; on a shared 2-core box two OpenMP threads made
+    small matmuls 4-100x slower (measured). Restored for the other test modules."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

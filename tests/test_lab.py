@@ -18,15 +18,7 @@ from gan_cli.sweep import summarize
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """In-process training here runs on one thread too (see ENV); restored for the other test files."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train_multirun(args, cwd, timeout=400):

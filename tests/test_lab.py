@@ -65,6 +65,7 @@ def test_presets_compose_and_mode_collapse_sweeps_six_models():
 # ----------------------------------------------------------------------------- 1. mode collapse
 
 
+@pytest.mark.slow
 def test_mode_collapse_sweep_table_has_a_row_per_model_with_mean_and_std(tmp_path):
     sw = _train_multirun(["experiment=mode_collapse",
                           "experiment@_global_=mode_collapse_gan,mode_collapse_fgan_rkl,mode_collapse_wgan_gp",

@@ -83,7 +83,7 @@ def tradeoff_figure(runs: dict, title: str = ""):
     if dist:
         axes[2].set_xlabel("psi")
         axes[2].set_ylabel(dist)
-        axes[2].set_title(f"{dist.split('_')[0].upper()} vs psi", fontsize=8)
+        axes[2].set_title(f"{dist} vs psi (lower is better)", fontsize=8)
         axes[2].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -144,19 +144,24 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
         model = j.config.get("model", {}).get("name", "?")
         data = j.config.get("data", {}).get("name", "?")
         job = f"job {j.num}, " if j.num is not None else ""
+        n_used = n or (j.config.get("metrics") or {}).get("num_samples") or "the suite's default"
         fig = tradeoff_figure(runs, f"truncation trade-off: {model} on {data} ({job}step {j.results.get('step')}, "
-                                    f"{n or 'default'} samples)")
+                                    f"{n_used} samples)")
         if fig is not None:
             if writer is not None:
                 writer.add_figure(f"lab/truncation{suffix}", fig, 0, close=False)
             png = Path(out_dir) / f"truncation{suffix}.png"
             viz.figure_to_png(fig, png)
             files.append(png)
-    columns = ["job", "kind", "psi"] + [k for k in (prec, rec, dist) if k] + \
+    if not multi:
+        for r in rows:
+            r.pop("job")
+    lead = ["job", "kind", "psi"] if multi else ["kind", "psi"]
+    columns = lead + [k for k in (prec, rec, dist) if k] + \
         [k for k in sorted({k for r in rows for k in r}) if k not in ("job", "kind", "psi", prec, rec, dist)]
     csv_path = Path(out_dir) / "truncation.csv"
     write_csv(csv_path, rows, columns)
     files.insert(0, csv_path)
-    shown = ["job", "kind", "psi"] + [k for k in (prec, rec, dist) if k]
+    shown = lead + [k for k in (prec, rec, dist) if k]
     return {"title": "truncation trade-off (psi=inf: no truncation)", "rows": rows, "columns": shown,
             "files": [str(f) for f in files]}

@@ -129,3 +129,14 @@ def test_gan_eval_sweep_cli(sweep_dir, tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("gan-eval: error: sweep=") and "no such folder" in lines[0]
+
+
+def test_sweep_and_ckpt_together_is_a_user_error(sweep_dir):
+    from hydra import compose, initialize_config_module
+
+    from gan_cli.evaluate import evaluate
+
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+        cfg = compose("eval", overrides=[f"sweep={sweep_dir}", f"ckpt={sweep_dir}"])
+    with pytest.raises(UserError, match="leave out ckpt= and folder="):
+        evaluate(cfg)

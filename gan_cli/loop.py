@@ -13,9 +13,7 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -459,19 +457,3 @@ class Trainer:
         for k, v in metrics.items():
             if k.startswith("final/"):  # metrics/* were logged by evaluate()
                 writer.add_scalar(k, v, self.step)
-
-
-def sample_generator(G, n: int, latent_dim: int, device, seed: int, batch: int = 1000) -> torch.Tensor:
-    """n samples from G with a seeded latent draw (eval mode, no grad), on the CPU."""
-    gen = torch.Generator(device).manual_seed(seed)
-    out = []
-    G.eval()
-    with torch.no_grad():
-        for i in range(0, n, batch):
-            z = torch.randn(min(batch, n - i), latent_dim, generator=gen, device=device)
-            out.append(G(z).cpu())
-    return torch.cat(out)
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

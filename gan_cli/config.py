@@ -1,12 +1,30 @@
 """Typed configuration schemas.
 
-Hydra composes the YAML files under ``conf/`` on top of these dataclasses, so a
-wrong type or an unknown key is rejected at compose time with Hydra's own
-message.  Range checks that a type cannot express (``lr > 0`` ...) live in
-:func:`validate` and run before anything is built or written.
+Hydra composes the YAML files under ``conf/`` on top of these dataclasses, so a wrong type
+or an unknown key is rejected at compose time with Hydra's own message.
+
+Every config group (``model``, ``net``, ``data``) builds its component from the YAML's
+``_target_`` (the one build layer, :mod:`gan_cli.build`, calls ``hydra.utils.instantiate``).
+The run-level fields every component of a group has (an objective's optimisers and critic
+schedule, a data set's batch size ...) are in the group's base schema below; a component's own
+parameters are in its own schema, a dataclass beside its code registered with
+:func:`component_schema`, which its YAML names first in its defaults list::
+
+    # conf/model/wgan_gp.yaml
+    defaults:
+      - /schema/model/wgan_gp@_here_   # the schema: types and keys checked at compose time
+      - _self_
+    _target_: gan_cli.objectives.wgan.WGANGP
+
+A user's own component (``hydra.searchpath``) can use a group's base schema
+(``/schema/model/base@_here_``) and add nothing, or no schema at all; its keys are then checked
+against the target's signature when it is built.  Range checks that a type cannot express
+(``lr > 0`` ...) live in :func:`validate` and run before anything is built or written.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
@@ -19,106 +37,57 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, exit code 2."""
 
 
-class Objective(str, Enum):
-    gan = "gan"
-    nsgan = "nsgan"
-    fgan = "fgan"
-    wgan = "wgan"
-    wgan_gp = "wgan_gp"
-
-
-class Divergence(str, Enum):
-    kl = "kl"
-    rkl = "rkl"
-    pearson = "pearson"
-    hellinger = "hellinger"
-    js = "js"
-    gan = "gan"
-    tv = "tv"
-    neyman = "neyman"
-
-
-class OptimName(str, Enum):
-    adam = "adam"
-    rmsprop = "rmsprop"
-
-
-class DNorm(str, Enum):
-    batch = "batch"
-    layer = "layer"
-    none = "none"
-
-
-class NetName(str, Enum):
-    auto = "auto"  # the data set's default_net
-    mlp = "mlp"
-    dcgan = "dcgan"
-    theta = "theta"  # (theta, U[0,1]) generator for the disjoint-support example
-    gaussian = "gaussian"  # N(mu, sigma^2) generator with learnable mu, sigma
-
-
 class OnNonFinite(str, Enum):
     stop = "stop"
     skip = "skip"
 
 
+# ----------------------------------------------------------------------------- group base schemas
+
+
 @dataclass
 class OptimConfig:
-    name: OptimName = OptimName.adam
+    name: str = "adam"  # any torch.optim class, case-insensitive (adam, rmsprop, sgd, adamw ...)
     lr: float = 2e-4
-    beta1: float = 0.5
+    beta1: float = 0.5  # Adam-family only
     beta2: float = 0.999
 
 
 @dataclass
-class ModelConfig:
-    name: Objective = MISSING
-    divergence: Divergence = Divergence.kl  # used by fgan only
+class ObjectiveConfig:
+    """``model=``: what every objective has. Its ``_target_`` is built with the fields its
+    constructor accepts; the loop reads the optimiser settings and ``d_norm`` (the nets')."""
+
+    _target_: str = MISSING
+    name: str = MISSING  # a label (titles, HParams, folder names)
     n_critic: int = 1
-    clip: Optional[float] = None  # weight clipping (WGAN)
-    gp_weight: float = 0.0  # gradient penalty weight (WGAN-GP)
     # WGAN reference code: 100 critic steps for the first 25 G steps and every 500th
     warmup_critic_steps: int = 0
     warmup_g_steps: int = 0
     warmup_every: int = 0
-    d_norm: DNorm = DNorm.batch
+    d_norm: str = "batch"  # the discriminator's normalisation: batch | layer | none
     opt_g: OptimConfig = field(default_factory=OptimConfig)
     opt_d: OptimConfig = field(default_factory=OptimConfig)
 
 
 @dataclass
 class NetConfig:
-    name: NetName = NetName.auto
+    """``net=``: a builder ``(info, latent_dim, d_norm, **params) -> (G, D)``."""
+
+    _target_: str = MISSING
+    name: str = MISSING
     latent_dim: int = 0  # 0: the data set's default latent size
-    hidden: int = 128  # mlp width
-    depth: int = 3  # mlp hidden layers
-    channels: int = 64  # dcgan base width
-    theta0: float = 1.0  # initial theta of the `theta` generator
-    mu0: float = 0.0  # initial mean of the `gaussian` generator
-    sigma0: float = 1.0  # initial std of the `gaussian` generator
 
 
 @dataclass
 class DataConfig:
+    """``data=``: a factory ``(device, split, **params) -> DataSource``."""
+
+    _target_: str = MISSING
     name: str = MISSING
-    kind: str = MISSING  # toy2d | toy1d | image
-    default_net: str = "mlp"
     batch_size: int = 64
-    latent_dim: int = 2
-    # toy mixtures
-    n_modes: int = 8
-    radius: float = 1.0
-    std: float = 0.01
-    grid: int = 5
-    spacing: float = 2.0
-    # images
-    root: str = "~/.cache/gan_cli/data"
-    download: bool = True
-    path: Optional[str] = None  # image_folder
-    image_size: int = 32
-    channels: int = 3
-    limit: int = 0  # use only the first N training images (0: all)
-    system_root: Optional[str] = None  # e.g. Debian's /usr/share/datasets/...
+    latent_dim: int = 2  # the default latent size for this data
+    default_net: str = "gan_cli.nets.mlp.build"  # the net builder net=auto uses
 
 
 @dataclass
@@ -128,8 +97,10 @@ class GuardConfig:
 
 @dataclass
 class MetricsConfig:
-    suite: str = "auto"  # auto | toy | images | inception | none
-    num_samples: int = 0  # 0: the suite's default (toy 2,500; images/inception 10,000)
+    suite: str = "auto"  # auto | toy | images | inception | none: picks the features and default metrics
+    names: list = field(default_factory=list)  # registered metric names to run (empty: the suite's)
+    imports: list = field(default_factory=list)  # modules to import first (they call register_metric)
+    num_samples: int = 0  # 0: the data kind's default (gan_cli.metrics.registry.DEFAULT_SAMPLES)
     feature_batch: int = 500
     inception_weights: Optional[str] = None
     cache_dir: str = "~/.cache/gan_cli"
@@ -140,13 +111,13 @@ class MetricsConfig:
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = MISSING
-    net: NetConfig = MISSING
-    data: DataConfig = MISSING
+    model: Any = MISSING  # an ObjectiveConfig (or a component schema extending it)
+    net: Any = MISSING
+    data: Any = MISSING
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     seed: int = 0
-    steps: int = 2000  # generator steps
+    steps: int = 3000  # generator steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = True
     log_every: int = 50
@@ -174,7 +145,7 @@ class TruncationConfig:
 class EvalConfig:
     ckpt: Optional[str] = None  # a run folder or a checkpoint file
     folder: Optional[str] = None  # or: a folder of images scored against data=<name>
-    data: Optional[DataConfig] = None
+    data: Any = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     truncation: TruncationConfig = field(default_factory=TruncationConfig)
     seed: int = 0
@@ -188,8 +159,25 @@ class EvalConfig:
     plot_y: Optional[str] = None  # a metric (default: sort_by, else fid*/modes*/w1*/estimate/*)
 
 
+#: group -> its base schema (stored as /schema/<group>/base)
+GROUP_BASES = {"model": ObjectiveConfig, "net": NetConfig, "data": DataConfig}
+
+
+def component_schema(group: str, name: str):
+    """Class decorator: register a component's schema as ``/schema/<group>/<name>`` in Hydra's
+    ConfigStore (its YAML names it first in its defaults list)."""
+
+    def register(cls):
+        ConfigStore.instance().store(group=f"schema/{group}", name=name, node=cls)
+        return cls
+
+    return register
+
+
+# ----------------------------------------------------------------------------- range checks
+
 _RANGES = [
-    # (path, predicate, text)
+    # (path, predicate, text); a path a component does not have is skipped
     ("steps", lambda v: v >= 1, "must be >= 1"),
     ("log_every", lambda v: v >= 1, "must be >= 1"),
     ("image_every", lambda v: v >= 0, "must be >= 0 (0 disables sample pictures)"),
@@ -217,37 +205,59 @@ _RANGES = [
     ("data.n_modes", lambda v: v >= 1, "must be >= 1"),
     ("data.image_size", lambda v: v >= 8, "must be >= 8"),
     ("data.limit", lambda v: v >= 0, "must be >= 0 (0: all images)"),
-    ("metrics.num_samples", lambda v: v == 0 or v >= 2, "must be >= 2 (or 0 for the suite's default)"),
+    ("metrics.num_samples", lambda v: v == 0 or v >= 2, "must be >= 2 (or 0 for the data's default)"),
     ("metrics.k", lambda v: v >= 1, "must be >= 1"),
     ("metrics.feature_batch", lambda v: v >= 1, "must be >= 1"),
 ]
 
+_ABSENT = object()
+
 
 def _get(cfg: Any, path: str) -> Any:
     for part in path.split("."):
-        cfg = getattr(cfg, part) if not isinstance(cfg, dict) else cfg[part]
+        if cfg is None:
+            return _ABSENT
+        try:
+            cfg = cfg[part] if isinstance(cfg, dict) else getattr(cfg, part)
+        except (AttributeError, KeyError):
+            return _ABSENT
+        except Exception:  # omegaconf's errors for a key its schema lacks
+            return _ABSENT
     return cfg
 
 
 def validate(cfg: Any) -> None:
     """Reject out-of-range values with one line naming the key and the fix."""
     for path, ok, text in _RANGES:
-        try:
-            value = _get(cfg, path)
-        except (AttributeError, KeyError):
+        value = _get(cfg, path)
+        if value is _ABSENT:
             continue
         if not ok(value):
             raise UserError(f"{path}={value} is out of range: {text}. Fix it on the command line, e.g. {path}=<value>.")
     dev = str(cfg.device)
     if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
         raise UserError(f"device={dev} is not a device: use auto, cpu, cuda or cuda:N.")
-    if cfg.data.kind not in ("toy2d", "toy1d", "image"):
-        raise UserError(f"data.kind={cfg.data.kind} is unknown: use toy2d, toy1d or image.")
-    if cfg.data.batch_size < 2 and cfg.model.d_norm == DNorm.batch and cfg.data.kind == "image":
-        raise UserError("data.batch_size=1 cannot train a batch-norm discriminator: use data.batch_size>=2 or model.d_norm=none.")
+
+
+# ----------------------------------------------------------------------------- registration
+
+#: packages whose modules define component schemas (every module is imported, none is listed)
+COMPONENT_PACKAGES = ("gan_cli.objectives", "gan_cli.nets", "gan_cli.data")
+_registered = False
 
 
 def register_configs() -> None:
+    """Store the train/eval schemas, the group base schemas and every built-in component's schema."""
+    global _registered
+    if _registered:
+        return
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    for group, base in GROUP_BASES.items():
+        cs.store(group=f"schema/{group}", name="base", node=base)
+    for pkg_name in COMPONENT_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg_name}.{mod.name}")
+    _registered = True

@@ -1,12 +1,13 @@
-"""gan-eval: score checkpoints (or a folder of images) with a metric suite.
+"""gan-eval: score checkpoints (or a folder of images) with the evaluator.
 
 ``gan-eval ckpt=<run folder or checkpoint>`` rebuilds the generator from the checkpoint's own
-config, samples, runs the suite, prints a table, writes ``metrics.json`` beside the checkpoint
-and logs ``eval/*`` scalars to the run's TensorBoard.  ``truncation.kind`` / ``truncation.psi``
-apply the truncation trick; ``truncation.sweep=[1.0,0.8,...]`` evaluates each psi and writes a
-table and a precision-vs-recall plot (``truncation.kind=both``: resample and interpolate in one
-table and figure).  ``folder=<dir> data=<name>`` scores images made by any tool against a data
-set.  ``sweep=<multirun folder>`` summarises a whole sweep instead (gan_cli.sweep).
+config (through :mod:`gan_cli.build`), samples, runs the evaluator, prints a table, writes
+``metrics.json`` beside the checkpoint and logs ``eval/*`` scalars to the run's TensorBoard.
+``truncation.kind`` / ``truncation.psi`` apply the truncation trick; ``truncation.sweep=[1.0,0.8,...]``
+evaluates each psi and writes ``truncation.csv`` and ``truncation.png`` (``truncation.kind=both``:
+resample and interpolate in one table and figure).  ``folder=<dir> data=<name>`` scores images made
+by any tool against a data set.  ``sweep=<multirun folder>`` summarises a whole sweep instead
+(:mod:`gan_cli.sweep`).
 """
 from __future__ import annotations
 
@@ -19,47 +20,33 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import checkpoint as ck
 from gan_cli.config import UserError, register_configs
+from gan_cli.hints import shell_path
 
 register_configs()
 
 
-def _ckpt_file(path: str) -> Path:
+def _load_checkpoint(path: str):
+    """(checkpoint file, state): a run folder's newest loadable checkpoint, or the file given."""
     p = Path(path).expanduser()
     if p.is_dir():
-        ckpts = ck.list_checkpoints(p)
-        if not ckpts:
+        if not ck.list_checkpoints(p):
             raise UserError(f"ckpt={path}: the folder holds no checkpoint (checkpoints/step_*.pt).")
-        return ckpts[-1]
-    if not p.exists():
+        return ck.newest_loadable(p, who="gan-eval")
+    if not p.exists() and not p.is_symlink():
         raise UserError(f"ckpt={path}: no such file or folder.")
-    return p
+    return p, ck.load_checkpoint(p)
 
 
-def load_generator(ckpt_path: Path, device):
-    """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config."""
-    from gan_cli.data import build_data
-    from gan_cli.loop import build_generator_and_critic, load_config, resolved_latent_dim
+def _folder_source(folder: str, data_cfg, info):
+    """The images of ``folder`` at the data set's size and channels (an image_folder source)."""
+    from gan_cli.build import build_data
 
-    state = ck.load_checkpoint(ckpt_path)
-    cfg = load_config(state["config"])
-    data = build_data(cfg.data, device)
-    G, _ = build_generator_and_critic(cfg, data.info, device)
-    try:
-        G.load_state_dict(state["generator"])
-    except (RuntimeError, KeyError) as e:
-        raise UserError(f"checkpoint {ckpt_path} does not fit its own config's generator ({str(e).splitlines()[0][:160]}).") from None
-    G.eval()
-    return G, cfg, data, resolved_latent_dim(cfg), int(state["step"])
-
-
-def _folder_sampler(folder: Path, data_cfg):
-    from gan_cli.data import load_images
-
-    cfg = OmegaConf.merge(data_cfg, {"name": "image_folder", "kind": "image", "path": str(folder), "limit": 0})
-    images, _ = load_images(cfg, "train")
-    from gan_cli.metrics.features import tensor_sampler
-
-    return tensor_sampler(images), images.shape[0]
+    if info.kind != "image":
+        raise UserError(f"folder= holds images, but data={info.name} is {info.kind} data: compare an image folder "
+                        f"with an image data set (data=mnist, fashion_mnist, cifar10, digits or image_folder).")
+    spec = {"_target_": "gan_cli.data.images.image_folder", "name": "image_folder", "path": str(folder),
+            "image_size": int(info.shape[-1]), "channels": int(info.shape[0])}
+    return build_data(OmegaConf.create(spec), "cpu")
 
 
 def _print_table(title: str, rows: dict) -> None:
@@ -67,17 +54,17 @@ def _print_table(title: str, rows: dict) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True)
     t.add_column("value", justify="right")
     for k, v in rows.items():
         t.add_row(k, f"{v:.5g}" if isinstance(v, float) else str(v))
-    Console().print(t)
+    Console(soft_wrap=True).print(t)
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Run gan-eval for a composed config; returns what metrics.json holds."""
-    from gan_cli.loop import pick_device
-    from gan_cli.metrics.suite import SuiteContext, generator_sampler, resolve_suite, run_suite
+    from gan_cli.build import build_data, build_evaluator, load_generator, pick_device
+    from gan_cli.lab import truncation as trunc
     from gan_cli.truncation import check
 
     if cfg.sweep:  # gan-eval sweep=<multirun folder>: one table (and lab report) for all jobs
@@ -93,63 +80,61 @@ def evaluate(cfg: DictConfig) -> dict:
     if both and not cfg.truncation.sweep:
         raise UserError("truncation.kind=both needs truncation.sweep=[psi,...], e.g. truncation.sweep=[2.0,1.0,0.7,0.5].")
     check("interpolate" if both else cfg.truncation.kind, cfg.truncation.psi)
-    for psi in cfg.truncation.sweep:
-        for kind in ("resample", "interpolate") if both else (cfg.truncation.kind if cfg.truncation.kind != "none" else "interpolate",):
-            check(kind, psi)
 
     if cfg.ckpt:
-        ckpt_path = _ckpt_file(cfg.ckpt)
-        G, tcfg, data, latent, step = load_generator(ckpt_path, device)
+        ckpt_path, state = _load_checkpoint(cfg.ckpt)
+        G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
         metrics_cfg = OmegaConf.merge(tcfg.metrics, cfg.metrics) if cfg.metrics.suite == "auto" else cfg.metrics
-        data_cfg, info = tcfg.data, data.info
-        out_dir = Path(cfg.out or ckpt_path.parent.parent)
+        data_cfg = tcfg.data
+        out_dir = Path(cfg.out).expanduser() if cfg.out else ckpt_path.parent.parent
         source = {"checkpoint": str(ckpt_path), "step": step}
     else:
         if cfg.data is None:
             raise UserError("folder=<images> needs data=<name> to compare against (e.g. data=fashion_mnist).")
-        from gan_cli.data import build_data
-
         data_cfg, metrics_cfg = cfg.data, cfg.metrics
         data = build_data(data_cfg, device)
-        info = data.info
-        out_dir = Path(cfg.out or cfg.folder)
+        folder = _folder_source(Path(cfg.folder).expanduser(), data_cfg, data.info)
+        out_dir = Path(cfg.out or cfg.folder).expanduser()
         source = {"folder": str(cfg.folder), "data": str(data_cfg.name)}
-    suite = resolve_suite(metrics_cfg, info, str(data_cfg.name))
-    if suite == "none":
-        raise UserError(f"no metric suite applies to {data_cfg.name} here: choose metrics=toy|images|inception.")
-    ctx = SuiteContext(data_cfg, data, metrics_cfg, device)
+    _check_writable(out_dir)  # before any metric is computed
+    evaluator = build_evaluator(metrics_cfg, data_cfg, data, device)
+    if not evaluator.active:
+        raise UserError(f"no metric applies to {data.info.name} here: choose metrics=toy|images|inception.")
 
     if cfg.folder:
-        sampler, n_avail = _folder_sampler(Path(cfg.folder).expanduser(), data_cfg)
-        n = int(metrics_cfg.num_samples) or min(n_avail, 10000)
-        if n > n_avail:
-            raise UserError(f"folder={cfg.folder} holds {n_avail} images but metrics.num_samples={n}; lower it.")
-        results = run_suite(suite, sampler, ctx, n)
-        runs = {"none": results}
-    else:
-        kind = cfg.truncation.kind
-        psis = list(cfg.truncation.sweep) or [cfg.truncation.psi]
-        if cfg.truncation.sweep and kind == "none":
-            kind = "interpolate"
-        runs = {}
-        for kind in ("resample", "interpolate") if both else (kind,):
-            for psi in psis:
-                sampler = generator_sampler(G, latent, device, cfg.seed, kind, float(psi))
-                runs[f"{kind}:{psi:g}" if kind != "none" else "none"] = run_suite(suite, sampler, ctx)
-        results = runs[next(iter(runs))]
+        from gan_cli.metrics.features import tensor_sampler
 
-    report = {**source, "suite": suite, "seed": int(cfg.seed), "truncation": OmegaConf.to_container(cfg.truncation),
-              "metrics": results}
+        n = min(len(folder), evaluator.n) if not metrics_cfg.num_samples else int(metrics_cfg.num_samples)
+        if n > len(folder):
+            raise UserError(f"folder={cfg.folder} holds {len(folder)} images but metrics.num_samples={n}; lower it.")
+        runs = {"none": evaluator(tensor_sampler(folder.images), n)}
+    elif cfg.truncation.sweep:
+        kinds = ("resample", "interpolate") if both else (cfg.truncation.kind if cfg.truncation.kind != "none" else "interpolate",)
+        runs = trunc.sweep(G, latent, device, evaluator, int(cfg.seed), list(cfg.truncation.sweep), kinds)
+    else:
+        from gan_cli.metrics.evaluator import generator_sampler
+
+        kind, psi = str(cfg.truncation.kind), float(cfg.truncation.psi)
+        name = f"{kind}:{psi:g}" if kind != "none" else "none"
+        runs = {name: evaluator(generator_sampler(G, latent, device, int(cfg.seed), kind, psi))}
+    results = runs[next(iter(runs))]
+
+    report = {**source, "suite": evaluator.suite, "seed": int(cfg.seed), "num_samples": evaluator.n,
+              "truncation": OmegaConf.to_container(cfg.truncation), "metrics": results}
     if len(runs) > 1:
         report["truncation_sweep"] = runs
-    out_dir.mkdir(parents=True, exist_ok=True)
     ck.write_json(out_dir / "metrics.json", report)
+    title = f"gan-eval {evaluator.suite}: {source.get('checkpoint', source.get('folder'))}"
+    fig = None
     if len(runs) > 1:
-        _write_truncation(out_dir, runs)
-    title = f"gan-eval {suite}: {source.get('checkpoint', source.get('folder'))}"
-    if len(runs) > 1:
+        from gan_cli import viz
+
+        trunc.write(out_dir, trunc.rows(runs))
+        fig = trunc.tradeoff_figure(runs)  # precision vs recall (and FID / W1) against psi, one curve per kind
+        if fig is not None:
+            viz.figure_to_png(fig, out_dir / "truncation.png", close=False)
         for name, vals in runs.items():
-            _print_table(f"{title} [{name}]", vals)
+            _print_table(f"{title} [truncation {name}]" if name != "none" else f"{title} [no truncation]", vals)
     else:
         _print_table(title, results)
     if cfg.ckpt and cfg.tensorboard and (out_dir / "tb").is_dir():
@@ -158,33 +143,25 @@ def evaluate(cfg: DictConfig) -> dict:
         with SummaryWriter(str(out_dir / "tb")) as w:
             for k, v in results.items():
                 w.add_scalar(f"eval/{k}", v, report["step"])
-            if len(runs) > 1:
-                from gan_cli.lab.truncation import tradeoff_figure
-
-                fig = tradeoff_figure(runs)
-                if fig is not None:
-                    w.add_figure("eval/truncation", fig, report["step"])
-    print(f"wrote {out_dir / 'metrics.json'}")
+            if fig is not None:
+                w.add_figure("eval/truncation", fig, report["step"])
+    print(f"wrote {shell_path(out_dir / 'metrics.json')}")
     return report
 
 
-def _write_truncation(out_dir: Path, runs: dict) -> None:
-    """truncation.csv and truncation_pr.png: the fidelity/diversity trade-off over psi."""
-    import csv
+def _check_writable(out_dir: Path) -> None:
+    """One line before the work starts when the results cannot be written."""
+    import os
+    import tempfile
 
-    from gan_cli import viz
-
-    keys = sorted({k for v in runs.values() for k in v})
-    with open(out_dir / "truncation.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["truncation", *keys])
-        for name, vals in runs.items():
-            w.writerow([name, *[vals.get(k, "") for k in keys]])
-    from gan_cli.lab.truncation import tradeoff_figure
-
-    fig = tradeoff_figure(runs)  # precision vs recall (and FID / W1) against psi, one curve per kind
-    if fig is not None:
-        viz.figure_to_png(fig, out_dir / "truncation_pr.png")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".gan-eval-", delete=True) as f:
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UserError(f"cannot write results into {out_dir} ({e.strerror or e}): pass out=<a writable folder>.") from None
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="eval")

@@ -1,10 +1,13 @@
 """The one training loop.
 
-Reads top to bottom: set-up (device, seeds, data, nets, optimisers, resume),
-then per generator step: n_critic discriminator/critic steps, one generator step,
-and at the logging cadence a host sync that reads the accumulated scalars, checks
-them for NaN/inf, computes the divergence estimate on a held-out batch and writes
-TensorBoard; pictures, checkpoints and metrics at their own cadences.
+Reads top to bottom: set-up (device, seeds, data, nets, objective, optimisers, evaluator, resume),
+then per generator step: the objective's critic steps, one generator step, and at the logging
+cadence one host sync that reads the accumulated scalars, checks them for NaN/inf and logs them;
+pictures, evaluations and checkpoints at their own cadences.  At the end the final checkpoint is
+written *before* the final evaluation, so a metric that fails never costs the trained weights.
+
+The loop knows no objective, net or data set by name: :mod:`gan_cli.build` makes them from the
+config, and the objective owns its regulariser (gradient penalty, clipping).
 """
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import checkpoint as ck
-from gan_cli.config import OnNonFinite, TrainConfig, UserError, validate
-from gan_cli.data import build_data
-from gan_cli.nets import build_nets
-from gan_cli.objectives import build_objective, gradient_penalty
+from gan_cli import runlog, seeds
+from gan_cli.hints import resume_command
+from gan_cli.build import (build_data, build_evaluator, build_nets, build_objective, build_optimizer, latent_dim,
+                           net_label, pick_device, plain_config)
+from gan_cli.config import OnNonFinite, UserError, validate
 
 
 class Diverged(Exception):
@@ -36,25 +40,11 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+class _Stop(BaseException):
+    """Raised by the signal handler inside an interruptible phase (evaluation, pictures)."""
+
+
 # ----------------------------------------------------------------------------- helpers
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={name} was asked for but CUDA is not available here; use device=cpu or device=auto.")
-    return dev
-
-
-def make_optimizer(params, ocfg) -> torch.optim.Optimizer:
-    name = getattr(ocfg.name, "value", ocfg.name)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=ocfg.lr, betas=(ocfg.beta1, ocfg.beta2))
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=ocfg.lr)
-    raise UserError(f"optimizer {name} is unknown: use adam or rmsprop.")
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -66,66 +56,41 @@ def all_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
-def resolved_latent_dim(cfg) -> int:
-    return int(cfg.net.latent_dim or cfg.data.latent_dim)
-
-
-def resolved_net_name(cfg) -> str:
-    name = getattr(cfg.net.name, "value", cfg.net.name)
-    return cfg.data.default_net if name == "auto" else name
-
-
-def build_generator_and_critic(cfg, info, device):
-    net_cfg = OmegaConf.merge(cfg.net, {"name": resolved_net_name(cfg)}) if isinstance(cfg, DictConfig) else cfg.net
-    d_norm = getattr(cfg.model.d_norm, "value", cfg.model.d_norm)
-    G, D = build_nets(net_cfg, info, resolved_latent_dim(cfg), d_norm)
-    return G.to(device), D.to(device)
-
-
-def plain_config(cfg) -> dict:
-    """The resolved config as plain data (enums as strings) for checkpoints and logs."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-
-
-def load_config(plain: dict) -> DictConfig:
-    """Re-type a plain config (e.g. from a checkpoint) against the schema."""
-    schema = OmegaConf.structured(TrainConfig)
-    try:
-        return OmegaConf.merge(schema, plain)
-    except Exception as e:  # omegaconf.errors.* : config from another version
-        raise UserError(f"the saved config does not fit this gan_cli version: {str(e).splitlines()[0]}") from None
-
-
 def flat_hparams(cfg) -> dict:
+    """The run's hyperparameters for TensorBoard's HParams: the same columns for every model, so a
+    sweep that mixes models keeps them all (a key a model lacks gets a neutral value)."""
     c = plain_config(cfg)
-    out = {
-        "model": c["model"]["name"],
+    m = c["model"]
+    return {
+        "model": m["name"],
         "data": c["data"]["name"],
-        "net": resolved_net_name(cfg),
+        "net": net_label(cfg),
         "seed": c["seed"],
         "steps": c["steps"],
         "batch_size": c["data"]["batch_size"],
-        "n_critic": c["model"]["n_critic"],
-        "lr_g": c["model"]["opt_g"]["lr"],
-        "lr_d": c["model"]["opt_d"]["lr"],
-        "opt": c["model"]["opt_g"]["name"],
-        "gp_weight": c["model"]["gp_weight"],
-        "clip": c["model"]["clip"] if c["model"]["clip"] is not None else 0.0,
-        "latent_dim": resolved_latent_dim(cfg),
+        "n_critic": m.get("n_critic", 1),
+        "lr_g": m["opt_g"]["lr"],
+        "lr_d": m["opt_d"]["lr"],
+        "opt": m["opt_g"]["name"],
+        "gp_weight": float(m.get("gp_weight") or 0.0),
+        "clip": float(m.get("clip") or 0.0),
+        "divergence": str(m.get("divergence", "-")),
+        "latent_dim": latent_dim(cfg),
     }
-    if c["model"]["name"] == "fgan":
-        out["divergence"] = c["model"]["divergence"]
-    return out
 
 
 @contextmanager
 def graceful_signals(state: dict):
-    """Turn SIGINT/SIGTERM into a flag the loop checks after each step."""
+    """SIGINT/SIGTERM set ``state["signal"]``; the loop checks it after each step.  Inside an
+    interruptible phase (``state["interruptible"]``: an evaluation, a picture) the handler also
+    raises :class:`_Stop` so the phase ends now.  A second signal exits at once (no traceback)."""
 
     def handler(signum, frame):
         if state.get("signal"):
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
+            raise SystemExit(128 + signum)
         state["signal"] = signum
+        if state.get("interruptible"):
+            raise _Stop()
 
     old = {}
     for s in (signal.SIGINT, signal.SIGTERM):
@@ -138,6 +103,17 @@ def graceful_signals(state: dict):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def interruptible(state: dict):
+    state["interruptible"] = True
+    try:
+        if state.get("signal"):
+            raise _Stop()
+        yield
+    finally:
+        state["interruptible"] = False
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -159,28 +135,25 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.deterministic = bool(cfg.deterministic)
             torch.backends.cudnn.benchmark = not cfg.deterministic
-        torch.manual_seed(cfg.seed)  # initial weights
+        torch.manual_seed(seeds.seed_for(cfg.seed, "init"))  # initial weights
         self.data = build_data(cfg.data, self.device)
         self.info = self.data.info
-        self.G, self.D = build_generator_and_critic(cfg, self.info, self.device)
-        self.latent_dim = resolved_latent_dim(cfg)
+        self.G, self.D = build_nets(cfg, self.info, self.device)
+        if cfg.data.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.D.modules()):
+            raise UserError("data.batch_size=1 cannot train a batch-norm discriminator: use data.batch_size>=2 or "
+                            "model.d_norm=none.")
+        self.latent_dim = latent_dim(cfg)
         self.objective = build_objective(cfg.model)
-        self.opt_g = make_optimizer(self.G.parameters(), cfg.model.opt_g)
-        self.opt_d = make_optimizer(self.D.parameters(), cfg.model.opt_d)
-        # Two generators: one drives training draws, one the held-out estimate batches, so
-        # logging cadence never changes the training trajectory.
-        self.gen = torch.Generator(self.device).manual_seed(cfg.seed + 1)
-        self.est_gen = torch.Generator(self.device).manual_seed(cfg.seed + 2)
-        g = torch.Generator().manual_seed(cfg.seed + 3)
-        self.fixed_z = torch.randn(cfg.num_image_samples, self.latent_dim, generator=g).to(self.device)
-        from gan_cli.metrics.suite import SuiteContext, resolve_suite
-
-        self.suite = resolve_suite(cfg.metrics, self.info, str(cfg.data.name))
-        self.suite_ctx = SuiteContext(cfg.data, self.data, cfg.metrics, self.device)
+        self.opt_g = build_optimizer(self.G.parameters(), cfg.model.opt_g)
+        self.opt_d = build_optimizer(self.D.parameters(), cfg.model.opt_d)
+        # One stream per purpose (gan_cli.seeds): logging cadence never changes the trajectory.
+        self.gen = seeds.generator(cfg.seed, "train", self.device)
+        self.est_gen = seeds.generator(cfg.seed, "estimate", self.device)
+        self.fixed_z = torch.randn(cfg.num_image_samples, self.latent_dim,
+                                   generator=seeds.generator(cfg.seed, "fixed_z")).to(self.device)
+        self.evaluator = build_evaluator(cfg.metrics, cfg.data, self.data, self.device)
         self.step = 0
         self.skips = 0
-        self.history: list[dict] = []
-        self.metric_history: list[dict] = []
         self._zero_acc()
         if resume_state is not None:
             self._restore(resume_state)
@@ -191,6 +164,7 @@ class Trainer:
         self.acc = {"loss/d": z(), "loss/g": z(), "n": 0}
 
     def state_dict(self) -> dict:
+        """What resuming needs, and no logs (those are in the run folder's *.jsonl and tb/)."""
         return {
             "step": self.step,
             "generator": self.G.state_dict(),
@@ -203,10 +177,9 @@ class Trainer:
                 "train": self.gen.get_state(),
                 "estimate": self.est_gen.get_state(),
             },
+            # the partial sums of the current logging interval, so a resumed run logs the same means
             "acc": {"loss/d": self.acc["loss/d"].cpu(), "loss/g": self.acc["loss/g"].cpu(), "n": self.acc["n"]},
             "skips": self.skips,
-            "history": self.history,
-            "metric_history": self.metric_history,
             "config": plain_config(self.cfg),
             "info": {"name": self.info.name, "kind": self.info.kind, "shape": list(self.info.shape)},
         }
@@ -233,18 +206,10 @@ class Trainer:
             "n": int(s["acc"]["n"]),
         }
         self.skips = int(s.get("skips", 0))
-        self.history = list(s.get("history", []))
-        self.metric_history = list(s.get("metric_history", []))
 
     # -- one step ------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device)
-
-    def critic_steps(self) -> int:
-        m = self.cfg.model
-        if m.warmup_critic_steps and (self.step < m.warmup_g_steps or (m.warmup_every and self.step % m.warmup_every == 0)):
-            return m.warmup_critic_steps
-        return m.n_critic
 
     def _skip_bad(self, loss: torch.Tensor, opt) -> bool:
         """In skip mode, drop a step whose loss or gradient is not finite (a host sync per step)."""
@@ -258,35 +223,31 @@ class Trainer:
         return not ok
 
     def train_step(self, want_norms: bool) -> dict:
-        cfg, obj, bs = self.cfg, self.objective, self.cfg.data.batch_size
+        """The objective's critic steps, then one generator step. Returns device scalars (grad norms)."""
+        obj, bs = self.objective, self.cfg.data.batch_size
         out = {}
         self.D.requires_grad_(True)
         bad_d = bad_g = False  # skip mode: a skipped (non-finite) step stays out of the logged means
-        for _ in range(self.critic_steps()):
+        for _ in range(obj.critic_steps(self.step)):
             real = self.data.sample(bs, self.gen)
             with torch.no_grad():
                 fake = self.G(self.noise(bs, self.gen))
-            loss_d = obj.d_loss(self.D(real), self.D(fake))
-            if cfg.model.gp_weight > 0:
-                loss_d = loss_d + cfg.model.gp_weight * gradient_penalty(self.D, real, fake, self.gen)
+            loss_d = obj.discriminator_loss(self.D, real, fake, self.gen)  # with its regulariser
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             bad_d = self._skip_bad(loss_d, self.opt_d)
             if not bad_d:
                 self.opt_d.step()
-            if cfg.model.clip is not None:  # WGAN: keep the critic K-Lipschitz by clipping
-                with torch.no_grad():
-                    for p in self.D.parameters():
-                        p.clamp_(-cfg.model.clip, cfg.model.clip)
+            obj.after_d_step(self.D)  # e.g. WGAN's weight clipping
         if want_norms:
             out["grad_norm/d"] = grad_norm(self.D)
         self.D.requires_grad_(False)  # G step: no gradients into D's parameters
         fake = self.G(self.noise(bs, self.gen))
-        loss_g = obj.g_loss(self.D(fake))
+        loss_g = obj.generator_loss(self.D, fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        bad_g = cfg.train_generator and self._skip_bad(loss_g, self.opt_g)
-        if cfg.train_generator and not bad_g:
+        bad_g = self.cfg.train_generator and self._skip_bad(loss_g, self.opt_g)
+        if self.cfg.train_generator and not bad_g:
             self.opt_g.step()
         if want_norms:
             out["grad_norm/g"] = grad_norm(self.G)
@@ -321,6 +282,7 @@ class Trainer:
             host["guard/skipped_steps"] = float(self.skips)
         for k, v in host.items():
             writer.add_scalar(k, v, self.step)
+        runlog.append(self.run_dir / runlog.SCALARS, {"step": self.step, "time": time.time(), **host})
         self._zero_acc()
         return host
 
@@ -343,14 +305,17 @@ class Trainer:
         was = self.G.training
         self.G.eval()  # fixed latents through BN running stats: a stable picture over time
         with torch.no_grad():
-            fake = self.G(self.fixed_z) if self.info.kind == "image" else self.G(self.noise(2000, torch.Generator(self.device).manual_seed(self.cfg.seed + 4)))
+            if self.info.kind == "image":
+                fake = self.G(self.fixed_z)
+            else:
+                fake = self.G(self.noise(2000, seeds.generator(self.cfg.seed, "pictures", self.device)))
         self.G.train(was)
         if self.info.kind == "image":
             writer.add_image("samples", viz.image_grid(fake), self.step)
             return
-        real = self.data.sample(2000, torch.Generator(self.device).manual_seed(self.cfg.seed + 5)).cpu().numpy()
+        real = self.data.sample(2000, seeds.generator(self.cfg.seed, "pictures_real", self.device)).cpu().numpy()
         fake = fake.cpu().numpy()
-        title = f"{self.cfg.model.name.value} step {self.step}"
+        title = f"{self.cfg.model.name} step {self.step}"
         if self.info.kind == "toy2d":
             centers = self.info.centers.cpu().numpy() if self.info.centers is not None else None
             fig = viz.scatter_figure(real, fake, centers, title)
@@ -358,83 +323,26 @@ class Trainer:
             fig = viz.density_figure(real, fake, getattr(self.data, "density", None), title)
         writer.add_figure("samples", fig, self.step)
 
+    def evaluate(self, writer) -> dict:
+        """Run the evaluator on the current generator: ``metrics/<name>`` in TensorBoard and one line
+        in ``metrics.jsonl``."""
+        if not self.evaluator.active:
+            return {}
+        from gan_cli.metrics.evaluator import generator_sampler
+
+        t0 = time.time()
+        values = self.evaluator(generator_sampler(self.G, self.latent_dim, self.device, self.cfg.seed))
+        for k, v in values.items():
+            writer.add_scalar(f"metrics/{k}", v, self.step)
+        runlog.append(self.run_dir / runlog.METRICS, {"step": self.step, "time": t0, "seconds": time.time() - t0,
+                                                      "suite": self.evaluator.suite, **values})
+        return values
+
     def save(self) -> Path:
         path = ck.ckpt_path(self.run_dir, self.step)
         ck.save_checkpoint(path, self.state_dict())
         ck.rotate_checkpoints(self.run_dir, self.cfg.keep_ckpts)
         return path
-
-    # -- the run ---------------------------------------------------------------
-    def run(self, progress=None) -> dict:
-        from torch.utils.tensorboard import SummaryWriter
-
-        cfg = self.cfg
-        # purge_step drops events a killed run logged after its last checkpoint.
-        writer = self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
-        if self.step == 0:
-            writer.add_text("config", "```\n" + OmegaConf.to_yaml(plain_config(cfg)) + "\n```", 0)
-        sig: dict = {}
-        last_host: dict = {}
-        t0, s0 = time.perf_counter(), self.step
-        try:
-            with graceful_signals(sig):
-                while self.step < cfg.steps:
-                    log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
-                    extra = self.train_step(want_norms=log_now)
-                    self.step += 1
-                    if log_now:  # host sync: once per logging interval
-                        last_host = self.log_scalars(writer, extra)
-                        self.check_finite(last_host)
-                        self.history.append({"step": self.step, **{k: last_host[k] for k in ("loss/d", "loss/g", self.objective.estimate_tag)},
-                                             **{k: v for k, v in last_host.items() if k.startswith("gen/")}})
-                        if progress is not None:
-                            progress(self.step, last_host)
-                    elif progress is not None:
-                        progress(self.step, None)
-                    if cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps):
-                        self.log_pictures(writer)
-                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
-                        self.evaluate(writer)
-                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
-                        self._checked_save()
-                    if sig.get("signal"):
-                        path = self._checked_save()
-                        name = signal.Signals(sig["signal"]).name
-                        raise Interrupted(
-                            f"{name} received: stopped at step {self.step}, checkpoint {path}. "
-                            f"Continue with: gan-train resume={self.run_dir}",
-                            sig["signal"],
-                        )
-            elapsed = time.perf_counter() - t0
-            metrics = self.evaluate(writer)
-            final_path = self._checked_save()
-            result = {
-                "status": "completed",
-                "step": self.step,
-                "run_dir": str(self.run_dir),
-                "checkpoint": str(final_path),
-                "steps_per_s": (self.step - s0) / max(elapsed, 1e-9),
-                "final": {k: v for k, v in last_host.items()},
-                "metrics": metrics,
-                "suite": self.suite,
-            }
-            self._log_hparams(writer, result["final"])
-            return result
-        finally:
-            writer.close()
-
-    def evaluate(self, writer) -> dict:
-        """Run the metric suite on the current generator; scalars go to ``metrics/<name>``."""
-        if self.suite == "none":
-            return {}
-        from gan_cli.metrics.suite import generator_sampler, run_suite
-
-        sampler = generator_sampler(self.G, self.latent_dim, self.device, self.cfg.seed + 7)
-        values = run_suite(self.suite, sampler, self.suite_ctx)
-        for k, v in values.items():
-            writer.add_scalar(f"metrics/{k}", v, self.step)
-        self.metric_history.append({"step": self.step, **values})
-        return values
 
     def _checked_save(self) -> Path:
         if getattr(self, "writer", None) is not None:
@@ -444,16 +352,86 @@ class Trainer:
             self.check_finite({"loss/d": float("nan"), "loss/g": float("nan"), self.objective.estimate_tag: float("nan")})
         return self.save()
 
-    def _log_hparams(self, writer, final: dict):
+    def _saved_now(self) -> Path:
+        """The checkpoint of the current step: the one on disk, or a new one."""
+        path = ck.ckpt_path(self.run_dir, self.step)
+        return path if path.exists() else self._checked_save()
+
+    # -- the run ---------------------------------------------------------------
+    def run(self, progress=None) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        if self.step:  # drop what a killed run logged after its last checkpoint
+            runlog.trim(self.run_dir / runlog.SCALARS, self.step)
+            runlog.trim(self.run_dir / runlog.METRICS, self.step)
+        # purge_step drops events a killed run logged after its last checkpoint.
+        writer = self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+        if self.step == 0:
+            writer.add_text("config", "```\n" + OmegaConf.to_yaml(plain_config(cfg)) + "\n```", 0)
+        sig: dict = {}
+        # a run resumed at its last step (its final evaluation was interrupted) reports its last logged scalars
+        last_host: dict = {k: v for k, v in (runlog.read(self.run_dir / runlog.SCALARS) or [{}])[-1].items()
+                           if k not in ("step", "time")} if self.step >= cfg.steps else {}
+        metrics: dict = {}
+        t0, s0 = time.perf_counter(), self.step
+        try:
+            with graceful_signals(sig):
+                try:
+                    while self.step < cfg.steps:
+                        log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
+                        extra = self.train_step(want_norms=log_now)
+                        self.step += 1
+                        if log_now:  # host sync: once per logging interval
+                            last_host = self.log_scalars(writer, extra)
+                            self.check_finite(last_host)
+                            if progress is not None:
+                                progress(self.step, last_host)
+                        elif progress is not None:
+                            progress(self.step, None)
+                        if cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps):
+                            with interruptible(sig):
+                                self.log_pictures(writer)
+                        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                            with interruptible(sig):
+                                self.evaluate(writer)
+                        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                            self._checked_save()
+                        if sig.get("signal"):
+                            raise _Stop()
+                    elapsed = time.perf_counter() - t0
+                    final_path = self._saved_now()  # the weights first: nothing after this can lose them
+                    with interruptible(sig):
+                        metrics = self.evaluate(writer)
+                except _Stop:
+                    path = self._saved_now()
+                    name = signal.Signals(sig["signal"]).name
+                    raise Interrupted(f"{name} received: stopped at step {self.step}, checkpoint {path}. "
+                                      f"Continue with: {resume_command(self.run_dir)}", sig["signal"]) from None
+            result = {
+                "status": "completed",
+                "step": self.step,
+                "run_dir": str(self.run_dir),
+                "checkpoint": str(final_path),
+                "steps_per_s": (self.step - s0) / max(elapsed, 1e-9),
+                "final": {**last_host, **metrics},
+                "metrics": metrics,
+                "suite": self.evaluator.suite,
+            }
+            self._log_hparams(writer, last_host, metrics)
+            return result
+        finally:
+            writer.close()
+
+    def _log_hparams(self, writer, final: dict, metrics: dict):
         from torch.utils.tensorboard.summary import hparams
 
-        metrics = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        metrics.update({f"metrics/{k}": float(v) for k, v in (self.metric_history[-1] if self.metric_history else {}).items()
-                        if k != "step" and math.isfinite(v)})
-        exp, ssi, sei = hparams(flat_hparams(self.cfg), metrics)
+        values = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        values.update({f"metrics/{k}": float(v) for k, v in metrics.items() if math.isfinite(v)})
+        exp, ssi, sei = hparams(flat_hparams(self.cfg), values)
         fw = writer._get_file_writer()
         for s in (exp, ssi, sei):
             fw.add_summary(s)
-        for k, v in metrics.items():
+        for k, v in values.items():
             if k.startswith("final/"):  # metrics/* were logged by evaluate()
                 writer.add_scalar(k, v, self.step)

@@ -1,8 +1,13 @@
-"""gan-train: the Hydra entry point (thin) and the importable ``train(cfg)``."""
+"""gan-train: the Hydra entry point (thin) and the importable ``train(cfg)``.
+
+Exit codes: 0 done; 1 Hydra rejected the command line (its own message); 2 a one-line error
+(bad input, a run that cannot continue, divergence, a run folder in use); 130 / 143 stopped by
+Ctrl-C / SIGTERM after writing a checkpoint (the message says how to continue).
+"""
 from __future__ import annotations
 
 import os
-import signal
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,11 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import checkpoint as ck
 from gan_cli.config import UserError, register_configs
+from gan_cli.hints import resume_command, shell_path
 
 register_configs()
 
 # Settings a resumed run may change on the command line; everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = ("steps", "device", "progress", "log_every", "image_every", "ckpt_every", "keep_ckpts", "eval_every")
+RESUME_OVERRIDABLE_GROUPS = ("metrics.",)  # how the run is scored does not change how it trains
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@%:-]")
 
 
 def _run_dir_resolver(resume, default):
@@ -29,70 +38,110 @@ def _hydra_subdir_resolver(resume):
     return ".hydra" if resume in (None, "", "None", "null") else f".hydra_resume_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _dirname_resolver(override_dirname: str) -> str:
+    """Hydra's override_dirname (``model=gan,model.opt_g.lr=1e-4``) as a folder name that can be
+    pasted unquoted into ``resume=``, ``ckpt=`` and ``folder=``: ``model-gan+model.opt_g.lr-1e-4``."""
+    return _UNSAFE.sub("_", str(override_dirname).replace("=", "-").replace(",", "+"))
+
+
 OmegaConf.register_new_resolver("gan_run_dir", _run_dir_resolver, replace=True)
 OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir_resolver, replace=True)
+OmegaConf.register_new_resolver("gan_dirname", _dirname_resolver, replace=True)
+
+
+def _resume_overridable(key: str) -> bool:
+    return key in RESUME_OVERRIDABLE or key.startswith(RESUME_OVERRIDABLE_GROUPS) or key.startswith("hydra")
 
 
 def _config_for_resume(cfg: DictConfig, saved: dict, overrides: list[str]) -> DictConfig:
-    from gan_cli.loop import load_config
+    from gan_cli.build import load_config
 
     new = load_config(saved)
     changed = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    for key in RESUME_OVERRIDABLE:
-        if key in changed:
-            OmegaConf.update(new, key, OmegaConf.select(cfg, key), merge=False)
-    ignored = sorted(k for k in changed - set(RESUME_OVERRIDABLE) - {"resume"} if not k.startswith("hydra"))
+    ignored = sorted(k for k in changed - {"resume"} if not _resume_overridable(k))
     if ignored:
         raise UserError(
             f"resume takes the run's saved config; these overrides cannot change on resume: {', '.join(ignored)} "
-            f"(allowed: {', '.join(RESUME_OVERRIDABLE)})."
+            f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*)."
         )
-    new.resume = cfg.resume
+    for key in sorted(changed - {"resume"}):
+        if not key.startswith("hydra"):
+            OmegaConf.update(new, key, OmegaConf.select(cfg, key), merge=False)
+    OmegaConf.update(new, "resume", cfg.resume, merge=False)
     return new
+
+
+def holds_run(folder: Path) -> bool:
+    """True when ``folder`` already holds a gan-train run (a status, results or a checkpoint)."""
+    return (folder / "status.json").exists() or (folder / "results.json").exists() or bool(ck.list_checkpoints(folder))
 
 
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Train one run described by a composed config; returns a result dict.
 
     ``cfg.out_dir`` (or Hydra's run folder) receives checkpoints, TensorBoard events,
-    ``status.json`` and ``results.json``.  ``cfg.resume=<run folder>`` continues that run
-    from its newest loadable checkpoint.
+    ``status.json``, ``scalars.jsonl``, ``metrics.jsonl`` and ``results.json``.
+    ``cfg.resume=<run folder>`` continues that run from its newest loadable checkpoint.
+    One process writes a run folder at a time (an OS lock, :mod:`gan_cli.runlock`).
     """
     from gan_cli.loop import Diverged, Interrupted, Trainer
+    from gan_cli.runlock import RunLock
 
-    resume_state = None
+    resume_state = path = None
     if cfg.resume:
-        path, resume_state = ck.latest_good_checkpoint(Path(cfg.resume).expanduser())
-        cfg = _config_for_resume(cfg, resume_state["config"], overrides or [])
         run_dir = Path(cfg.resume).expanduser()
     else:
-        run_dir = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir)
-    from gan_cli.config import validate
+        run_dir = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir).expanduser()
+        if holds_run(run_dir):
+            raise UserError(f"{run_dir} already holds a run; use resume={shell_path(run_dir)} or another out_dir.")
+    with RunLock(run_dir):
+        if cfg.resume:
+            path, resume_state = ck.latest_good_checkpoint(run_dir)
+            cfg = _config_for_resume(cfg, resume_state["config"], overrides or [])
+            check_resume_steps(run_dir, int(resume_state["step"]), int(cfg.steps))
+        from gan_cli.config import validate
 
-    validate(cfg)  # before anything is written
-    trainer = Trainer(cfg, run_dir, resume_state, resume_from=path if cfg.resume else None)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    status = run_dir / "status.json"
-    ck.write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
-    try:
-        with _progress(cfg) as progress:
-            result = trainer.run(progress)
-    except Diverged as e:
-        _record(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
-        raise UserError(f"training diverged: {e}") from None
-    except Interrupted as e:
-        _record(status, {"state": "interrupted", "step": trainer.step, "error": str(e)})
-        raise
-    except UserError as e:
-        _record(status, {"state": "failed", "step": trainer.step, "error": str(e)})
-        raise
-    except BaseException as e:
-        _record(status, {"state": "failed", "step": trainer.step, "error": f"{type(e).__name__}: {e}"})
-        raise
-    ck.write_json(run_dir / "results.json", result)
-    ck.write_json(status, {"state": "completed", "step": trainer.step})
+        validate(cfg)  # before anything is written
+        trainer = Trainer(cfg, run_dir, resume_state, resume_from=path)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        status = run_dir / "status.json"
+        ck.write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
+        try:
+            with _progress(cfg, status) as progress:
+                result = trainer.run(progress)
+        except Diverged as e:
+            _record(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
+            raise UserError(f"training diverged: {e}") from None
+        except Interrupted as e:
+            _record(status, {"state": "interrupted", "step": trainer.step, "error": str(e)})
+            raise
+        except UserError as e:
+            _record(status, {"state": "failed", "step": trainer.step, "error": str(e)})
+            raise
+        except BaseException as e:
+            _record(status, {"state": "failed", "step": trainer.step, "error": f"{type(e).__name__}: {e}"})
+            raise
+        ck.write_json(run_dir / "results.json", result)
+        ck.write_json(status, {"state": "completed", "step": trainer.step})
     _summary(cfg, result)
     return result
+
+
+def check_resume_steps(run_dir: Path, ckpt_step: int, steps: int) -> None:
+    """Refuse a resume that has nothing to do: steps below the checkpoint's, or a completed run."""
+    state = (_read_json(run_dir / "status.json") or {}).get("state")
+    if steps < ckpt_step or (steps == ckpt_step and state == "completed"):
+        raise UserError(f"{run_dir} is already at step {ckpt_step}; pass steps greater than {ckpt_step} to continue "
+                        f"({resume_command(run_dir)} steps={ckpt_step * 2}).")
+
+
+def _read_json(path: Path):
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _record(status: Path, obj: dict) -> None:
@@ -104,15 +153,23 @@ def _record(status: Path, obj: dict) -> None:
 
 
 class _progress:
-    """A rich progress bar: step, it/s, ETA, latest losses (off with progress=false)."""
+    """A rich progress bar: step, it/s, ETA, latest losses (off with progress=false).  At each log
+    step status.json is updated with the current step."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, status: Path):
         self.cfg = cfg
+        self.status = status
         self.bar = None
 
     def __enter__(self):
+        status, pid = self.status, os.getpid()
+
+        def record(step, host):
+            if host is not None:
+                _record(status, {"state": "running", "step": step, "pid": pid})
+
         if not self.cfg.progress:
-            return None
+            return record
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.bar = Progress(
@@ -127,12 +184,13 @@ class _progress:
             transient=False,
         )
         self.bar.__enter__()
-        name = f"{self.cfg.model.name.value}/{self.cfg.data.name}"
+        name = f"{self.cfg.model.name}/{self.cfg.data.name}"
         self.task = self.bar.add_task("train", total=self.cfg.steps, name=name, rate="", losses="")
         self.t0 = time.perf_counter()
         self.first = None
 
         def update(step, host):
+            record(step, host)
             if self.first is None:
                 self.first = (step - 1, self.t0)
             fields = {}
@@ -158,14 +216,17 @@ def _summary(cfg, result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
-    t = Table(title=f"gan-train {cfg.model.name.value} on {cfg.data.name}: {result['step']} steps, {result['steps_per_s']:.1f} steps/s", show_header=False)
+    con = Console(soft_wrap=True)  # paths are printed whole, never cut with "..."
+    t = Table(title=f"gan-train {cfg.model.name} on {cfg.data.name}: {result['step']} steps, "
+                    f"{result['steps_per_s']:.1f} steps/s", show_header=False)
+    t.add_column("key", no_wrap=True)
+    t.add_column("value", overflow="fold")
     for k, v in result["final"].items():
         t.add_row(k, f"{v:.5g}" if isinstance(v, float) else str(v))
-    t.add_row("run folder", result["run_dir"])
-    t.add_row("checkpoint", result["checkpoint"])
     con.print(t)
-    con.print(f"TensorBoard: tensorboard --logdir {Path(result['run_dir']) / 'tb'}")
+    con.print(f"run folder: {shell_path(result['run_dir'])}")
+    con.print(f"checkpoint: {shell_path(result['checkpoint'])}")
+    con.print(f"TensorBoard: tensorboard --logdir {shell_path(Path(result['run_dir']) / 'tb')}")
 
 
 def _is_multirun() -> bool:
@@ -189,8 +250,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         result = train(cfg, overrides)
     except UserError as e:
-        status = Path(hc.runtime.output_dir) / "status.json"
-        if not cfg.resume and not status.exists():  # failed before training: record why
+        status = Path(cfg.out_dir or hc.runtime.output_dir).expanduser() / "status.json"
+        if not cfg.resume and status.parent.is_dir() and not holds_run(status.parent):  # failed before training: record why
             _record(status, {"state": "failed", "step": 0, "error": str(e)})
         print(f"gan-train: error: {e}", file=sys.stderr)
         if _is_multirun():  # recorded; the sweeper carries on with the other jobs
@@ -204,22 +265,39 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return next((v for k, v in result["final"].items() if k.startswith("estimate/")), None)
 
 
-def _precheck_resume(argv: list[str]) -> None:
-    """Check resume=<folder> before Hydra creates any folder for it."""
+def _argv_value(argv: list[str], key: str):
     for a in argv:
-        if a.startswith("resume="):
+        if a.startswith(key + "="):
             value = a.split("=", 1)[1]
-            if value and value not in ("null", "None"):
-                folder = Path(value).expanduser()
-                if not folder.is_dir():
-                    raise UserError(f"resume={value}: no such folder. Pass the run folder printed at the end of a gan-train run.")
-                if not ck.list_checkpoints(folder):
-                    raise UserError(f"resume={value}: the folder holds no checkpoint (checkpoints/step_*.pt); start a new run instead.")
+            return value if value not in ("", "null", "None") else None
+    return None
+
+
+def _precheck_resume(argv: list[str]):
+    """Check resume=<folder> and take its lock before Hydra writes anything into it; returns the
+    held lock (kept for the life of the process) or None."""
+    value = _argv_value(argv, "resume")
+    if value is None:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"resume={value}: no such folder. Pass the run folder printed at the end of a gan-train run.")
+    if not ck.list_checkpoints(folder):
+        raise UserError(f"resume={value}: the folder holds no checkpoint (checkpoints/step_*.pt); start a new run instead.")
+    from gan_cli.runlock import RunLock
+
+    lock = RunLock(folder)
+    lock.__enter__()
+    _, state = ck.latest_good_checkpoint(folder)
+    steps = _argv_value(argv, "steps")
+    steps = int(steps) if steps is not None and steps.lstrip("-").isdigit() else int(state["config"]["steps"])
+    check_resume_steps(folder, int(state["step"]), steps)
+    return lock
 
 
 def main() -> None:
     try:
-        _precheck_resume(sys.argv[1:])
+        lock = _precheck_resume(sys.argv[1:])  # noqa: F841  (held until the process ends)
     except UserError as e:
         print(f"gan-train: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -30,10 +30,12 @@ def scatter_figure(real: np.ndarray, fake: np.ndarray, centers: np.ndarray | Non
         ax.scatter(centers[:, 0], centers[:, 1], s=30, marker="x", c="k", label="modes")
     lo = np.minimum(real.min(0), np.percentile(fake, 1, axis=0))
     hi = np.maximum(real.max(0), np.percentile(fake, 99, axis=0))
-    pad = 0.15 * (hi - lo).max() + 1e-3
-    ax.set_xlim(lo[0] - pad, hi[0] + pad)
-    ax.set_ylim(lo[1] - pad, hi[1] + pad)
-    ax.set_aspect("equal", adjustable="datalim")
+    # equal spans on both axes, so the aspect is equal without matplotlib moving fixed limits
+    half = 0.5 * (hi - lo).max() * 1.15 + 1e-3
+    mid = (hi + lo) / 2
+    ax.set_xlim(mid[0] - half, mid[0] + half)
+    ax.set_ylim(mid[1] - half, mid[1] + half)
+    ax.set_aspect("equal", adjustable="box")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -58,12 +60,15 @@ def density_figure(real: np.ndarray, fake: np.ndarray, density=None, title: str 
     return fig
 
 
-def figure_to_png(fig, path=None) -> bytes:
+def figure_to_png(fig, path=None, close: bool = True) -> bytes:
+    """The figure as PNG bytes, written atomically to ``path`` when given; closed unless ``close=False``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     data = buf.getvalue()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(data)
+        from gan_cli.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(path, lambda f: f.write(data))
     return data

@@ -6,9 +6,15 @@ import torch
 from scipy import stats
 from torch import nn
 
-from gan_cli.config import DNorm, NetConfig, NetName, UserError
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from gan_cli.build import instantiate_component
+from gan_cli.config import UserError
 from gan_cli.data import DataInfo
-from gan_cli.nets import build_nets
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "net"
 
 RING = DataInfo("ring8", "toy2d", (2,), 8, torch.zeros(8, 2), 0.01)
 LINES = DataInfo("lines", "toy2d", (2,), 1)
@@ -20,7 +26,17 @@ def img(c, s):
 
 
 def net(name, **kw):
-    return NetConfig(name=name, **kw)
+    """conf/net/<name>.yaml (its schema's defaults for keys it does not set) with ``kw`` on top."""
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+    cfg.pop("defaults", None)
+    return {**cfg, **kw}
+
+
+def build_nets(net_cfg, info, latent, d_norm, default_net="gan_cli.nets.mlp.build"):
+    """What gan_cli.build.build_nets does, for a net config and a DataInfo without a whole run config."""
+    G, D = instantiate_component(net_cfg, "net", info=info, latent_dim=latent, d_norm=d_norm, default_net=default_net)
+    G.latent_dim = latent
+    return G, D
 
 
 def norms(module, kind):
@@ -44,7 +60,7 @@ def test_mlp_shapes(info, latent):
 @pytest.mark.parametrize("c,s", [(1, 28), (3, 32), (1, 8), (3, 8), (1, 32), (3, 28)])
 @pytest.mark.parametrize("d_norm", ["batch", "layer", "none"])
 def test_dcgan_shapes_and_norms(c, s, d_norm):
-    G, D = build_nets(net(NetName.dcgan, channels=8), img(c, s), 10, d_norm)
+    G, D = build_nets(net("dcgan", channels=8), img(c, s), 10, d_norm)
     z = torch.randn(5, 10)
     x = G(z)
     assert x.shape == (5, c, s, s) and x.abs().max() <= 1
@@ -62,8 +78,8 @@ def test_dcgan_shapes_and_norms(c, s, d_norm):
     assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
 
 
-def test_dcgan_enum_dnorm_and_init():
-    G, D = build_nets(net("dcgan", channels=64), img(3, 32), 100, DNorm.none)
+def test_dcgan_dnorm_none_and_init():
+    G, D = build_nets(net("dcgan", channels=64), img(3, 32), 100, "none")
     assert not norms(D, nn.modules.batchnorm._BatchNorm)
     w = torch.cat([m.weight.flatten() for m in list(G.modules()) + list(D.modules())
                    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
@@ -130,13 +146,23 @@ def test_net_does_not_fit_data(name, info, needle):
     assert "\n" not in text and needle in text
 
 
-def test_auto_and_bad_args():
-    with pytest.raises(ValueError, match="auto"):
-        build_nets(net(NetName.auto), RING, 2, "batch")
+def test_auto_builds_the_data_sets_default_net_with_its_knobs():
+    G, D = build_nets(net("auto", hidden=16, depth=2), RING, 2, "batch")
+    assert type(G).__name__ == "MLPGenerator" and sum(isinstance(m, nn.Linear) for m in G.modules()) == 3
+    assert all(m.out_features in (16, 2) for m in G.modules() if isinstance(m, nn.Linear))
+    G, D = build_nets(net("auto", theta0=0.25), LINES, 1, "none", default_net="gan_cli.nets.toy.build_theta")
+    assert type(G).__name__ == "ThetaGenerator" and G.theta.item() == 0.25
+    G, D = build_nets(net("auto", channels=8), img(1, 28), 10, "layer", default_net="gan_cli.nets.dcgan.build")
+    assert type(G).__name__ == "DCGANGenerator" and norms(D, nn.GroupNorm)
+
+
+def test_bad_net_keys_and_norms():
+    with pytest.raises(UserError, match="net.channels is not a parameter"):
+        build_nets(net("mlp", channels=8), RING, 2, "batch")
     with pytest.raises(ValueError):
-        build_nets(net("mlp"), RING, 0, "batch")
-    with pytest.raises(ValueError):
-        build_nets(net("mlp"), RING, 2, "spectral")
+        build_nets(net("dcgan", channels=8), img(1, 28), 2, "spectral")
+    with pytest.raises(UserError, match="cannot be imported"):
+        build_nets({"_target_": "gan_cli.nets.nope.build", "name": "nope"}, RING, 2, "batch")
 
 
 def test_deterministic_given_seed():

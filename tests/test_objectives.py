@@ -11,13 +11,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from gan_cli.config import Divergence, ModelConfig, Objective, UserError
-from gan_cli.objectives import (
-    DIVERGENCES, FGAN, GAN, NSGAN, Wasserstein, build_objective, gradient_penalty,
-)
+from gan_cli.config import UserError
+from gan_cli.objectives import DIVERGENCES, FGAN, GAN, NSGAN, WGAN, WGANGP, Wasserstein, gradient_penalty
 
 ROWS = ["kl", "rkl", "pearson", "hellinger", "js", "gan", "tv", "neyman"]
 REAL = np.array([0.5, -1.0, 2.0, 0.25])
@@ -49,28 +46,35 @@ THRESHOLD = {"kl": 1.0, "rkl": -1.0, "pearson": 0.0, "hellinger": 0.0, "js": 0.0
              "gan": -math.log(2), "tv": 0.0, "neyman": 0.0}
 
 
-# ----------------------------------------------------------------------------- build_objective
-def test_build_objective_from_enum_string_dict_and_dictconfig():
-    assert isinstance(build_objective(ModelConfig(name=Objective.gan)), GAN)
-    assert type(build_objective(ModelConfig(name=Objective.gan))) is GAN
-    assert isinstance(build_objective("nsgan"), NSGAN)
-    assert isinstance(build_objective({"name": "wgan"}), Wasserstein)
-    assert isinstance(build_objective({"name": "wgan_gp"}), Wasserstein)
-    cfg = OmegaConf.structured(ModelConfig(name=Objective.fgan, divergence=Divergence.js))
-    obj = build_objective(cfg)
-    assert isinstance(obj, FGAN) and obj.div.name == "js"
-    assert obj.estimate_tag == "estimate/fdiv_js"
-    assert build_objective({"name": "fgan", "divergence": "rkl"}).estimate_tag == "estimate/fdiv_rkl"
-    assert build_objective("gan").estimate_tag == "estimate/jsd"
-    assert build_objective("wgan_gp").estimate_tag == "estimate/w"
-    with pytest.raises(UserError, match="model.name"):
-        build_objective({"name": "lsgan"})
+# ----------------------------------------------------------------------------- built from the YAMLs
+def _built(*overrides):
+    from gan_cli.build import build_objective
+    from conftest import compose_train
+
+    return build_objective(compose_train(*overrides).model)
+
+
+def test_objectives_built_from_their_yaml():
+    assert type(_built("model=gan")) is GAN
+    assert type(_built("model=nsgan")) is NSGAN
+    w = _built("model=wgan")
+    assert type(w) is WGAN and w.clip == 0.01 and w.n_critic == 5
+    assert (w.warmup_critic_steps, w.warmup_g_steps, w.warmup_every) == (100, 25, 500)
+    gp = _built("model=wgan_gp")
+    assert type(gp) is WGANGP and gp.gp_weight == 10.0 and gp.n_critic == 5
+    obj = _built("model=fgan", "model.divergence=js")
+    assert isinstance(obj, FGAN) and obj.div.name == "js" and obj.estimate_tag == "estimate/fdiv_js"
+    assert _built("model=gan").estimate_tag == "estimate/jsd"
+    assert _built("model=wgan_gp").estimate_tag == "estimate/w"
     with pytest.raises(UserError, match="model.divergence"):
-        build_objective({"name": "fgan", "divergence": "jeffreys"})
+        _built("model=fgan", "model.divergence=jeffreys")
 
 
-def test_table_covers_every_configured_divergence():
-    assert sorted(DIVERGENCES) == sorted(d.value for d in Divergence) == sorted(ROWS)
+def test_fgan_config_names_only_table_rows():
+    from conftest import compose_train
+
+    assert compose_train("model=fgan").model.divergence in DIVERGENCES
+    assert sorted(DIVERGENCES) == sorted(ROWS)
 
 
 # ------------------------------------------------------------------- hand-computed loss values

@@ -36,6 +36,8 @@ import tarfile
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, Optional, Tuple
 from urllib.error import URLError
 
@@ -43,12 +45,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import UserError
+from ..config import DataConfig, UserError, component_schema
+from .base import DataInfo, DataSource
 
 log = logging.getLogger(__name__)
 
-IMAGE_NAMES = ("mnist", "fashion_mnist", "cifar10", "digits", "image_folder")
-N_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "digits": 10}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 
 #: name -> (torchvision class name, the data set's usual name, extra hint for the error line)
@@ -393,29 +394,110 @@ def fit_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     return images
 
 
-def load_image_split(data_cfg, split: str = "train"):
-    """``(uint8 (N, C, H, W), labels LongTensor or None)`` on the CPU; see :func:`gan_cli.data.load_images`."""
+def load_image_split(name: str, loader: Callable[[bool], Tuple[torch.Tensor, Optional[torch.Tensor]]], split: str,
+                     image_size: int, channels: int, limit: int = 0, fit: bool = True):
+    """``(uint8 (N, C, H, W), labels LongTensor or None)`` on the CPU: ``loader(train)`` gives the stored
+    images of one split; the first ``limit`` training images are kept (0: all), and with ``fit`` they are
+    resized / converted to ``image_size`` and ``channels``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    name = str(data_cfg.name)
     train = split == "train"
     t0 = time.perf_counter()
-    if name in _MNIST_FAMILY:
-        images, labels = _load_mnist_family(name, data_cfg, train)
-    elif name == "cifar10":
-        images, labels = _load_cifar10(data_cfg, train)
-    elif name == "digits":
-        images, labels = _load_digits(train)
-    elif name == "image_folder":
-        images, labels = _load_folder(data_cfg)  # applies data.limit before reading the files
-    else:
-        raise UserError(f"data.name={name} is not an image data set: use one of {', '.join(IMAGE_NAMES)}.")
-    limit = int(getattr(data_cfg, "limit", 0) or 0)
+    images, labels = loader(train)
     if train and limit > 0:
         images = images[:limit].clone()  # clone: do not keep the full set's storage alive
         labels = labels[:limit].clone() if labels is not None else None
-    if name != "image_folder":
-        images = fit_images(images, int(data_cfg.image_size), int(data_cfg.channels))
+    if fit:
+        images = fit_images(images, int(image_size), int(channels))
     log.info("%s/%s: %d images %s in %.2f s", name, split, len(images), tuple(images.shape[1:]),
              time.perf_counter() - t0)
     return images.contiguous(), labels
+
+
+class ImageSource(DataSource):
+    """Index draws (with replacement) from one uint8 tensor ``images`` kept on the device.
+
+    ``labels`` (a CPU LongTensor) and ``info.n_modes`` (the class count) are set for labelled sets."""
+
+    def __init__(self, info: DataInfo, images: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device):
+        self.info = info
+        self.device = device
+        self.images = images.to(device)  # uint8 (N, C, H, W)
+        self.labels = labels  # CPU LongTensor or None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        idx = torch.randint(0, self.images.shape[0], (n,), generator=generator, device=self._rng_device(generator))
+        x = self.images[idx.to(self.device)].float()
+        return x.div_(127.5).sub_(1.0)  # 0 -> -1, 255 -> 1
+
+
+def _source(name: str, loader, device, split: str, image_size: int, channels: int, limit: int,
+            n_classes: Optional[int], fit: bool = True) -> ImageSource:
+    images, labels = load_image_split(name, loader, split, image_size, channels, int(limit or 0), fit)
+    if images.shape[0] == 0:
+        raise UserError(f"data={name} has no {split} images (data.limit={limit}).")
+    info = DataInfo(name=name, kind="image", shape=tuple(images.shape[1:]), n_modes=n_classes)
+    return ImageSource(info, images, labels, torch.device(device))
+
+
+# ------------------------------------------------------------------------------- the data factories
+# Each is the ``_target_`` of a YAML in conf/data/ (built by gan_cli.build.build_data).
+
+def mnist(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
+          image_size: int = 28, channels: int = 1, limit: int = 0, system_root: Optional[str] = None):
+    """``data=mnist``: torchvision's MNIST (downloaded into ``root`` on first use)."""
+    opts = SimpleNamespace(root=root, download=download, system_root=system_root)
+    return _source("mnist", lambda train: _load_mnist_family("mnist", opts, train), device, split, image_size,
+                   channels, limit, n_classes=10)
+
+
+def fashion_mnist(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
+                  image_size: int = 28, channels: int = 1, limit: int = 0,
+                  system_root: Optional[str] = "/usr/share/datasets/fashion-mnist"):
+    """``data=fashion_mnist``: Debian's dataset-fashion-mnist files when present, else torchvision's download."""
+    opts = SimpleNamespace(root=root, download=download, system_root=system_root)
+    return _source("fashion_mnist", lambda train: _load_mnist_family("fashion_mnist", opts, train), device, split,
+                   image_size, channels, limit, n_classes=10)
+
+
+def cifar10(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
+            image_size: int = 32, channels: int = 3, limit: int = 0, system_root: Optional[str] = None):
+    """``data=cifar10``: torchvision's CIFAR-10 (downloaded into ``root`` on first use)."""
+    opts = SimpleNamespace(root=root, download=download)
+    return _source("cifar10", lambda train: _load_cifar10(opts, train), device, split, image_size, channels, limit,
+                   n_classes=10)
+
+
+def digits(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
+           image_size: int = 8, channels: int = 1, limit: int = 0, system_root: Optional[str] = None):
+    """``data=digits``: scikit-learn's bundled 8x8 digits (first 1,500 train, last 297 test)."""
+    return _source("digits", _load_digits, device, split, image_size, channels, limit, n_classes=10)
+
+
+def image_folder(device="cpu", split: str = "train", path: Optional[str] = None, root: str = "~/.cache/gan_cli/data",
+                 download: bool = True, image_size: int = 32, channels: int = 3, limit: int = 0,
+                 system_root: Optional[str] = None):
+    """``data=image_folder``: every image under ``path`` (no held-out split: ``test`` is the same images)."""
+    opts = SimpleNamespace(path=path, image_size=image_size, channels=channels, limit=limit)
+    return _source("image_folder", lambda train: _load_folder(opts), device, split, image_size, channels, 0,
+                   n_classes=None, fit=False)  # _load_folder applies size, channels and limit itself
+
+
+@component_schema("data", "images")
+@dataclass
+class ImageDataConfig(DataConfig):
+    root: str = "~/.cache/gan_cli/data"
+    download: bool = True
+    image_size: int = 32
+    channels: int = 3
+    limit: int = 0  # use only the first N training images (0: all)
+    system_root: Optional[str] = None  # e.g. Debian's /usr/share/datasets/...
+
+
+@component_schema("data", "image_folder")
+@dataclass
+class ImageFolderConfig(ImageDataConfig):
+    path: Optional[str] = None

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ..config import DataConfig, component_schema
 from .base import DataInfo, DataSource
-
-TOY_NAMES = ("ring8", "grid25", "mog1d", "lines")
-TOY_KINDS = {"ring8": "toy2d", "grid25": "toy2d", "mog1d": "toy1d", "lines": "toy2d"}
 
 
 def ring_centers(n_modes: int, radius: float) -> torch.Tensor:
@@ -71,18 +70,54 @@ class LinesSource(DataSource):
         return torch.cat([torch.zeros_like(u), u], dim=1)
 
 
-def build_toy(data_cfg, device: torch.device) -> DataSource:
-    name = str(data_cfg.name)
-    if name == "ring8":
-        centers = ring_centers(int(data_cfg.n_modes), float(data_cfg.radius))
-    elif name == "grid25":
-        centers = grid_centers(int(data_cfg.grid), float(data_cfg.spacing))
-    elif name == "mog1d":
-        centers = line_centers(int(data_cfg.n_modes), float(data_cfg.radius))
-    elif name == "lines":
-        return LinesSource(DataInfo(name=name, kind="toy2d", shape=(2,), n_modes=1), device)
-    else:  # pragma: no cover - the caller dispatches on TOY_NAMES
-        raise ValueError(f"not a toy data set: {name}")
-    info = DataInfo(name=name, kind=TOY_KINDS[name], shape=(centers.shape[1],), n_modes=centers.shape[0],
-                    centers=centers, std=float(data_cfg.std))
-    return MixtureSource(info, device)
+def _mixture(name: str, kind: str, centers: torch.Tensor, std: float, device) -> MixtureSource:
+    info = DataInfo(name=name, kind=kind, shape=(centers.shape[1],), n_modes=centers.shape[0], centers=centers,
+                    std=float(std))
+    return MixtureSource(info, torch.device(device))
+
+
+# ------------------------------------------------------------------------------- the data factories
+# Each is the ``_target_`` of a YAML in conf/data/ (built by gan_cli.build.build_data).
+
+def ring(device="cpu", n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> DataSource:
+    """``data=ring8``: ``n_modes`` Gaussians evenly on a circle."""
+    return _mixture("ring8", "toy2d", ring_centers(int(n_modes), float(radius)), std, device)
+
+
+def grid(device="cpu", grid: int = 5, spacing: float = 2.0, std: float = 0.05) -> DataSource:
+    """``data=grid25``: ``grid x grid`` Gaussians on a square grid centred on 0."""
+    return _mixture("grid25", "toy2d", grid_centers(int(grid), float(spacing)), std, device)
+
+
+def mixture1d(device="cpu", n_modes: int = 2, radius: float = 2.0, std: float = 0.5) -> DataSource:
+    """``data=mog1d``: ``n_modes`` equal-weight 1-D Gaussians evenly spaced on ``[-radius, radius]``."""
+    return _mixture("mog1d", "toy1d", line_centers(int(n_modes), float(radius)), std, device)
+
+
+def lines(device="cpu") -> DataSource:
+    """``data=lines``: the disjoint-support example ``(0, U[0, 1])``."""
+    return LinesSource(DataInfo(name="lines", kind="toy2d", shape=(2,), n_modes=1), torch.device(device))
+
+
+@component_schema("data", "ring")
+@dataclass
+class RingConfig(DataConfig):
+    n_modes: int = 8
+    radius: float = 1.0
+    std: float = 0.01
+
+
+@component_schema("data", "grid")
+@dataclass
+class GridConfig(DataConfig):
+    grid: int = 5
+    spacing: float = 2.0
+    std: float = 0.05
+
+
+@component_schema("data", "mixture1d")
+@dataclass
+class Mixture1DConfig(DataConfig):
+    n_modes: int = 2
+    radius: float = 2.0
+    std: float = 0.5

@@ -23,7 +23,7 @@ so the JS divergence is flat (no gradient in theta) while W1 is continuous and s
     vanishing gradient (Arjovsky & Bottou 2017, "Towards Principled Methods for Training GANs",
     Thm. 2.4); the non-saturating loss does not vanish (Thm. 2.5: its gradient is unstable but
     non-zero); the WGAN-GP critic's slope stays ~1, so theta keeps moving to 0.  The report plots
-    theta over steps (from the run's history) and |dL_G/dtheta| (the ``grad_norm/g`` scalar).
+    theta over steps (from the run's scalars.jsonl) and |dL_G/dtheta| (the ``grad_norm/g`` scalar).
     All models share one Adam setting: Adam divides by a running RMS of the gradient, so a gradient
     that fades 1000x relative to its early size gives ~1000x smaller steps, which is what stalls the
     saturating GAN; Adam is scale-invariant for a gradient that is tiny from the first step on.
@@ -118,7 +118,7 @@ def _md(display: list[dict]) -> str:
 
 def _write(out_dir: Path, name: str, numeric, display, caption, fig, writer) -> list[str]:
     from gan_cli import viz
-    from gan_cli.sweep import write_csv
+    from gan_cli.results import write_csv
 
     files = [out_dir / f"{name}.csv", out_dir / f"{name}.md", out_dir / f"{name}.png"]
     write_csv(files[0], numeric, list(dict.fromkeys(k for r in numeric for k in r)))
@@ -278,42 +278,13 @@ def report_estimates(jobs, out_dir: Path, writer, cfg=None) -> dict:
 # ----------------------------------------------------------------------------- (b) theta over steps
 
 
-def _tb_scalars(run_dir: Path, tags: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value)]} from a run's TensorBoard events ({} when unreadable)."""
-    import logging
-
-    tb_log = logging.getLogger("tensorboard")
-    level = tb_log.level
-    tb_log.setLevel(logging.WARNING)  # its directory watcher logs one INFO line per event file
-    try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
-        acc.Reload()
-        have = set(acc.Tags().get("scalars", []))
-        return {t: [(e.step, float(e.value)) for e in acc.Scalars(t)] for t in tags if t in have}
-    except Exception:  # no / broken events: the table still has the checkpoint's history
-        return {}
-    finally:
-        tb_log.setLevel(level)
-
-
 def trajectory(job) -> dict:
-    """{"step": [...], "theta": [...], "grad_step": [...], "grad_g": [...]} of one run: theta from the final
-    checkpoint's history (TensorBoard's gen/theta when the history lacks it), |dL_G/dtheta| from TensorBoard."""
-    steps, theta = [], []
-    path = job.checkpoint
-    if path is not None:
-        from gan_cli.checkpoint import load_checkpoint
-
-        hist = load_checkpoint(path).get("history", [])
-        pts = [(h["step"], h["gen/theta"]) for h in hist if "gen/theta" in h]
-        if pts:
-            steps, theta = map(list, zip(*pts))
-    tb = _tb_scalars(job.dir, ("gen/theta", "grad_norm/g")) if job.dir is not None else {}
-    if not steps and "gen/theta" in tb:
-        steps, theta = map(list, zip(*tb["gen/theta"]))
-    g = tb.get("grad_norm/g", [])
+    """{"step": [...], "theta": [...], "grad_step": [...], "grad_g": [...]} of one run: theta and |dL_G/dtheta|
+    (``gen/theta``, ``grad_norm/g``) as the loop logged them in the run's scalars.jsonl."""
+    log = job.scalar_log()
+    pts = [(r["step"], r["gen/theta"]) for r in log if "gen/theta" in r]
+    steps, theta = (map(list, zip(*pts)) if pts else ([], []))
+    g = [(r["step"], r["grad_norm/g"]) for r in log if "grad_norm/g" in r]
     theta0 = float((job.config.get("net") or {}).get("theta0", 1.0))
     return {"step": [0] + list(steps), "theta": [theta0] + list(theta),
             "grad_step": [s for s, _ in g], "grad_g": [v for _, v in g]}
@@ -367,7 +338,7 @@ def report_theta(jobs, out_dir: Path, writer, cfg=None) -> dict:
         close = np.nonzero(np.abs(th) < 0.05)[0]
         g = np.array(tr["grad_g"], dtype=float)
         tail = g[-max(1, len(g) // 10):] if g.size else g
-        theta_at = dict(zip(tr["step"], tr["theta"]))  # history and TensorBoard share the log steps
+        theta_at = dict(zip(tr["step"], tr["theta"]))  # both from the same log steps
         far = np.array([v for s_, v in zip(tr["grad_step"], g) if abs(theta_at.get(s_, 0.0)) > 0.5])
         n = {"model": model, "seed": seed, "theta0": float(th[0]), "theta_final": float(th[-1]),
              "min_abs_theta": float(np.abs(th).min()),

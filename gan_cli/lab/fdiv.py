@@ -413,7 +413,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """fdiv.csv / fdiv.md (learned vs exact (mu, sigma) per divergence) and fdiv.png; the figure and the
     table also go to TensorBoard (``lab/fdiv``)."""
     from gan_cli import viz
-    from gan_cli.sweep import write_csv
+    from gan_cli.results import write_csv
 
     numeric, display, (centers, std) = collect_rows(jobs)
     out_dir = Path(out_dir)

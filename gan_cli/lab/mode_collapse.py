@@ -80,14 +80,13 @@ def summarize_jobs(jobs) -> tuple[list[dict], list[dict]]:
 
 def scatter_figure(jobs, n: int = N_SCATTER, seed: int = 0, device: str = "cpu"):
     """One scatter plot per (data, model): the lowest-seed completed job's final generator."""
-    import torch
 
     from gan_cli import viz  # noqa: F401  (Agg backend)
     import matplotlib.pyplot as plt
 
-    from gan_cli.evaluate import load_generator
-    from gan_cli.loop import pick_device
-    from gan_cli.metrics.suite import generator_sampler
+    from gan_cli import seeds
+    from gan_cli.build import load_generator, pick_device
+    from gan_cli.metrics.evaluator import generator_sampler
 
     done = [j for j in jobs if j.ok and j.checkpoint is not None]
     panels: dict[tuple[str, str], object] = {}
@@ -112,7 +111,7 @@ def scatter_figure(jobs, n: int = N_SCATTER, seed: int = 0, device: str = "cpu")
                 continue
             G, _cfg, src, latent, step = load_generator(j.checkpoint, dev)
             fake = generator_sampler(G, latent, dev, seed)(n).cpu().numpy()
-            real = src.sample(n, torch.Generator(dev).manual_seed(seed + 1)).cpu().numpy()
+            real = src.sample(n, seeds.generator(seed, "pictures_real", dev)).cpu().numpy()
             centers = src.info.centers.cpu().numpy() if src.info.centers is not None else None
             ax.scatter(real[:, 0], real[:, 1], s=1, c="tab:blue", alpha=0.25, rasterized=True)
             ax.scatter(fake[:, 0], fake[:, 1], s=1, c="tab:orange", alpha=0.5, rasterized=True)
@@ -138,7 +137,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """mode_collapse.csv (mean/std over seeds per model) and mode_collapse.png (scatter per model)."""
     from gan_cli import viz
     from gan_cli.config import UserError
-    from gan_cli.sweep import write_csv
+    from gan_cli.results import write_csv
 
     if not any(j.ok for j in jobs):
         raise UserError(f"{out_dir}: no completed job to report on (see sweep_summary.csv for the errors).")

@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 
 
-def curves(ckpt_path: Path) -> dict:
-    """{"steps", "fid", "est_steps", "est", "fid_key", "est_key"} from a checkpoint's histories."""
-    from gan_cli import checkpoint as ck
+def curves(run_dir: Path) -> dict:
+    """{"steps", "fid", "est_steps", "est", "fid_key", "est_key"} from a run's scalars.jsonl and metrics.jsonl."""
+    from gan_cli import runlog
 
-    state = ck.load_checkpoint(ckpt_path)
-    hist = state.get("history") or []
-    mhist = state.get("metric_history") or []
+    hist = runlog.read(Path(run_dir) / runlog.SCALARS)
+    mhist = runlog.read(Path(run_dir) / runlog.METRICS)
     est_key = next((k for h in hist for k in h if k.startswith("estimate/")), None)
     fid_key = next((k for m in mhist for k in sorted(m) if k.startswith("fid")), None)
     est = [(h["step"], h[est_key]) for h in hist if est_key in h]
@@ -85,7 +84,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     import matplotlib.pyplot as plt
 
     from gan_cli.config import UserError
-    from gan_cli.sweep import write_csv
+    from gan_cli.results import write_csv
 
     done = [j for j in jobs if j.ok and j.checkpoint is not None]
     if not done:
@@ -93,7 +92,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     done.sort(key=lambda j: (_label(j), j.config.get("seed", 0)))
     rows, data = [], []
     for j in done:
-        c = curves(j.checkpoint)
+        c = curves(j.dir)
         if c["fid_key"] is None or c["est_key"] is None:
             raise UserError(f"{j.dir}: the run has no FID history (train with metrics=images and eval_every>0, "
                             f"as experiment=quality does).")

@@ -11,7 +11,7 @@ truncation, psi > 1 extrapolates).
 Two ways in:
 
 - ``gan-eval ckpt=<run> truncation.kind=both truncation.sweep=[2.0,1.5,1.0,0.75,0.5,0.25]``
-  (any run) writes ``truncation.csv`` and ``truncation_pr.png`` beside the run;
+  (any run) writes ``truncation.csv`` and ``truncation.png`` beside the run;
 - ``gan-train experiment=truncation`` trains a generator for it; ``gan-eval sweep=<run folder>``
   then runs :func:`report` (table ``truncation.csv``, figure ``truncation.png`` in the folder,
   figure in ``<folder>/tb_summary``); ``truncation.sweep=[...]`` / ``metrics.num_samples=N`` on
@@ -93,36 +93,63 @@ def tradeoff_figure(runs: dict, title: str = ""):
     return fig
 
 
-def sweep_generator(ckpt: Path, psis, num_samples: int = 0, seed: int = 0, device: str = "auto",
-                    kinds=KINDS) -> dict:
-    """``{"<kind>:<psi>": suite metrics}`` for one checkpoint; also ``"none"`` (no truncation)."""
-    from omegaconf import OmegaConf
-
-    from gan_cli.evaluate import load_generator
-    from gan_cli.loop import pick_device
-    from gan_cli.metrics.suite import SuiteContext, generator_sampler, resolve_suite, run_suite
+def sweep(G, latent: int, device, evaluator, seed: int, psis, kinds=KINDS, with_none: bool = True) -> dict:
+    """``{"none": metrics, "<kind>:<psi>": metrics, ...}``: the evaluator on G's samples, untruncated and
+    with every truncation kind and psi (the one truncation sweep of gan-eval and the lab)."""
+    from gan_cli.metrics.evaluator import generator_sampler
     from gan_cli.truncation import check
 
     for kind in kinds:
         for psi in psis:
             check(kind, float(psi))
+    runs = {"none": evaluator(generator_sampler(G, latent, device, seed))} if with_none else {}
+    for kind in kinds:
+        for psi in psis:
+            runs[f"{kind}:{float(psi):g}"] = evaluator(generator_sampler(G, latent, device, seed, kind, float(psi)))
+    return runs
+
+
+def sweep_checkpoint(ckpt: Path, psis, num_samples: int = 0, seed: int = 0, device: str = "auto", kinds=KINDS) -> dict:
+    """:func:`sweep` for a checkpoint, scored with its run's own metrics config."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.build import build_evaluator, load_generator, pick_device
+
     dev = pick_device(device)
     G, tcfg, data, latent, _step = load_generator(ckpt, dev)
     metrics_cfg = tcfg.metrics if not num_samples else OmegaConf.merge(tcfg.metrics, {"num_samples": int(num_samples)})
-    suite = resolve_suite(metrics_cfg, data.info, str(tcfg.data.name))
-    ctx = SuiteContext(tcfg.data, data, metrics_cfg, dev)
-    runs = {"none": run_suite(suite, generator_sampler(G, latent, dev, seed), ctx)}
-    for kind in kinds:
-        for psi in psis:
-            runs[f"{kind}:{float(psi):g}"] = run_suite(suite, generator_sampler(G, latent, dev, seed, kind, float(psi)), ctx)
-    return runs
+    return sweep(G, latent, dev, build_evaluator(metrics_cfg, tcfg.data, data, dev), seed, psis, kinds)
+
+
+def rows(runs: dict, **lead) -> list[dict]:
+    """One row per entry of a sweep: ``kind``, ``psi`` (inf: no truncation), then every metric."""
+    out = []
+    for name, vals in runs.items():
+        kind, psi = _split(name) if name != "none" else ("none", math.inf)
+        out.append({**lead, "kind": kind, "psi": psi, **vals})
+    return out
+
+
+def columns(rows_: list[dict], lead=("kind", "psi")) -> list[str]:
+    """The one CSV schema: lead columns, precision, recall, FID (or W1), then the other metrics sorted."""
+    keys = sorted({k for r in rows_ for k in r} - set(lead))
+    first = [k for k in (_key(keys, "precision"), _key(keys, "recall"), _key(keys, "fid") or _key(keys, "w1")) if k]
+    return list(lead) + first + [k for k in keys if k not in first]
+
+
+def write(out_dir: Path, rows_: list[dict], lead=("kind", "psi")) -> Path:
+    """``truncation.csv`` in ``out_dir`` (the one schema: :func:`columns`)."""
+    from gan_cli.results import write_csv
+
+    path = Path(out_dir) / "truncation.csv"
+    write_csv(path, rows_, columns(rows_, lead))
+    return path
 
 
 def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """Truncation sweep (both kinds) of every completed job: truncation.csv, truncation.png."""
     from gan_cli import viz
     from gan_cli.config import UserError
-    from gan_cli.sweep import write_csv
 
     done = [j for j in jobs if j.ok and j.checkpoint is not None]
     if not done:
@@ -131,20 +158,16 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     n = int(cfg.metrics.num_samples) if cfg is not None and cfg.metrics.num_samples else 0
     seed = int(cfg.seed) if cfg is not None else 0
     device = str(cfg.device) if cfg is not None else "auto"
-    rows, files = [], []
+    all_rows, files = [], []
     multi = len(done) > 1
     for j in done:
-        runs = sweep_generator(j.checkpoint, psis, n, seed, device)
-        keys = sorted({k for v in runs.values() for k in v})
-        prec, rec, dist = _key(keys, "precision"), _key(keys, "recall"), _key(keys, "fid") or _key(keys, "w1")
-        for name, vals in runs.items():
-            kind, psi = _split(name) if name != "none" else ("none", math.inf)
-            rows.append({"job": j.num, "kind": kind, "psi": psi, **vals})
+        runs = sweep_checkpoint(j.checkpoint, psis, n, seed, device)
+        all_rows += rows(runs, **({"job": j.num} if multi else {}))
         suffix = f"_{j.num}" if multi else ""
         model = j.config.get("model", {}).get("name", "?")
         data = j.config.get("data", {}).get("name", "?")
         job = f"job {j.num}, " if j.num is not None else ""
-        n_used = n or (j.config.get("metrics") or {}).get("num_samples") or "the suite's default"
+        n_used = n or (j.config.get("metrics") or {}).get("num_samples") or "the default"
         fig = tradeoff_figure(runs, f"truncation trade-off: {model} on {data} ({job}step {j.results.get('step')}, "
                                     f"{n_used} samples)")
         if fig is not None:
@@ -153,15 +176,8 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
             png = Path(out_dir) / f"truncation{suffix}.png"
             viz.figure_to_png(fig, png)
             files.append(png)
-    if not multi:
-        for r in rows:
-            r.pop("job")
-    lead = ["job", "kind", "psi"] if multi else ["kind", "psi"]
-    columns = lead + [k for k in (prec, rec, dist) if k] + \
-        [k for k in sorted({k for r in rows for k in r}) if k not in ("job", "kind", "psi", prec, rec, dist)]
-    csv_path = Path(out_dir) / "truncation.csv"
-    write_csv(csv_path, rows, columns)
-    files.insert(0, csv_path)
-    shown = lead + [k for k in (prec, rec, dist) if k]
-    return {"title": "truncation trade-off (psi=inf: no truncation)", "rows": rows, "columns": shown,
+    lead = ("job", "kind", "psi") if multi else ("kind", "psi")
+    files.insert(0, write(out_dir, all_rows, lead))
+    shown = columns(all_rows, lead)[:len(lead) + 3]
+    return {"title": "truncation trade-off (psi=inf: no truncation)", "rows": all_rows, "columns": shown,
             "files": [str(f) for f in files]}

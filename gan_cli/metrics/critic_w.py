@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from gan_cli.metrics.registry import register_metric
+from gan_cli.objectives.wgan import input_grad_norms
+
 __all__ = ["critic_w1"]
 
 
@@ -48,11 +51,6 @@ def _interpolate(x, y, gen, device):
     """Random points on segments between paired rows of x and y (WGAN-GP's x_hat)."""
     eps = torch.rand(x.shape[0], 1, generator=gen).to(device)
     return (eps * x + (1 - eps) * y).requires_grad_(True)
-
-
-def _grad_norm(critic: nn.Module, x_hat: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=create_graph)
-    return grad.norm(dim=1)
 
 
 def _mlp(d: int, hidden: int, depth: int) -> nn.Sequential:
@@ -111,7 +109,7 @@ def _train_and_estimate(x_train, x_test, y_train, y_test, steps, hidden, depth, 
     for _ in range(steps):
         xb = x_train[torch.randint(x_train.shape[0], (batch_size,), generator=gen).to(device)]
         yb = y_train[torch.randint(y_train.shape[0], (batch_size,), generator=gen).to(device)]
-        penalty = ((_grad_norm(critic, _interpolate(xb, yb, gen, device), True) - 1) ** 2).mean()
+        penalty = ((input_grad_norms(critic, _interpolate(xb, yb, gen, device), True) - 1) ** 2).mean()
         loss = critic(yb).mean() - critic(xb).mean() + gp_weight * penalty
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -120,6 +118,13 @@ def _train_and_estimate(x_train, x_test, y_train, y_test, steps, hidden, depth, 
         estimate = float(critic(x_test).mean() - critic(y_test).mean())
     if normalize:
         m = min(x_test.shape[0], y_test.shape[0])
-        lip = float(_grad_norm(critic, _interpolate(x_test[:m], y_test[:m], gen, device), False).mean())
+        lip = float(input_grad_norms(critic, _interpolate(x_test[:m], y_test[:m], gen, device), False).mean())
         estimate /= max(lip, 1e-6)
     return estimate
+
+
+@register_metric("critic_w", inputs="points", order=60, kinds=("toy2d", "toy1d"), default=False, directions={"critic_w": "min"})
+def _critic_w(real, fake, ctx):
+    """W1 estimated by a freshly trained WGAN-GP critic (on with metrics.critic_w=true)."""
+    return {f"critic_w_{ctx.tag}": critic_w1(torch.as_tensor(real, dtype=torch.float32),
+                                             torch.as_tensor(fake, dtype=torch.float32))}

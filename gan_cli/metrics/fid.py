@@ -22,6 +22,7 @@ import scipy.linalg
 import torch
 
 from gan_cli.config import UserError
+from gan_cli.metrics.registry import register_metric
 
 __all__ = ["StreamingStats", "features_to_stats", "stats_to_fid"]
 
@@ -132,3 +133,11 @@ def stats_to_fid(mu1, sigma1, mu2, sigma2) -> float:
     tr_covmean = _sqrt_psd_eigvals(half.T @ s2 @ half).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+@register_metric("fid", inputs="features", order=10, kinds=("image",), directions={"fid": "min"})
+def _fid(real, fake, ctx):
+    """Frechet distance of the pool features (float64 statistics)."""
+    mu_r, s_r = features_to_stats(real["pool"])
+    mu_f, s_f = features_to_stats(fake["pool"])
+    return {f"fid{ctx.tag}_{ctx.features}": stats_to_fid(mu_r, s_r, mu_f, s_f)}

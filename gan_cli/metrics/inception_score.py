@@ -18,6 +18,8 @@ import math
 import numpy as np
 import torch
 
+from gan_cli.metrics.registry import register_metric
+
 __all__ = ["inception_score"]
 
 
@@ -44,3 +46,10 @@ def inception_score(logits, splits: int = 10, shuffle: bool = True, seed: int = 
         kl = (lp.exp() * (lp - log_py)).sum(dim=1).mean()
         scores.append(math.exp(kl.item()))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+@register_metric("is", inputs="features", order=30, kinds=("image",), directions={"is": "max"})
+def _is(real, fake, ctx):
+    """Inception Score of the generated logits: 10 splits, mean and std (torch-fidelity)."""
+    mean, std = inception_score(fake["logits"], splits=10)
+    return {f"is{ctx.tag}_{ctx.features}": mean, f"is{ctx.tag}_{ctx.features}_std": std}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gan_cli.config import UserError
+from gan_cli.metrics.registry import register_metric
 
 __all__ = ["kid", "mmd2_unbiased", "polynomial_kernel"]
 
@@ -79,3 +80,18 @@ def kid(features_1, features_2, subsets: int = 100, subset_size: int = 1000, see
         mmds.append(mmd2_unbiased(k_xx, k_xy, k_yy))
     mmds = torch.stack(mmds).cpu().numpy()  # one host sync for all subsets
     return float(np.mean(mmds)), float(np.std(mmds))
+
+
+@register_metric("kid", inputs="features", order=20, kinds=("image",), directions={"kid": "min"})
+def _kid(real, fake, ctx):
+    """Unbiased MMD^2, cubic kernel, 100 subsets of min(1000, n) (torch-fidelity's draws).
+
+    When a subset is as large as the smaller set, every subset is that whole set: the spread
+    over subsets says nothing, so no ``_std`` is reported."""
+    n_f, n_r = fake["pool"].shape[0], real["pool"].shape[0]
+    m = min(1000, n_f, n_r)
+    mean, std = kid(fake["pool"], real["pool"], subsets=100, subset_size=m)
+    out = {f"kid{ctx.tag}_{ctx.features}": mean}
+    if m < min(n_f, n_r):
+        out[f"kid{ctx.tag}_{ctx.features}_std"] = std
+    return out

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from gan_cli.config import UserError
+from gan_cli.metrics.registry import register_metric
 
 __all__ = ["prdc", "knn_radii"]
 
@@ -117,3 +118,17 @@ def prdc(real_features, fake_features, k: int = 5, strict: bool = True, block_si
         "density": fake_ball_count.sum().item() / (k * n_fake),
         "coverage": real_ball_has_fake.double().mean().item(),
     }
+
+
+@register_metric("prdc", inputs="points", order=40, kinds=("toy2d", "toy1d"),
+                 directions={"precision": "max", "recall": "max", "density": "max", "coverage": "max"})
+def _prdc_points(real, fake, ctx):
+    """k-NN precision, recall, density, coverage on the points (prdc: strict <)."""
+    return {f"{name}_{ctx.tag}_k{ctx.k}": v for name, v in prdc(real, fake, k=ctx.k).items()}
+
+
+@register_metric("prdc", inputs="features", order=40, kinds=("image",),
+                 directions={"precision": "max", "recall": "max", "density": "max", "coverage": "max"})
+def _prdc_features(real, fake, ctx):
+    """k-NN precision, recall, density, coverage on the extractor's pool features (prdc: strict <)."""
+    return {f"{name}{ctx.tag}_k{ctx.k}_{ctx.features}": v for name, v in prdc(real["pool"], fake["pool"], k=ctx.k).items()}

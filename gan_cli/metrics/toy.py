@@ -27,6 +27,8 @@ import scipy.optimize
 import scipy.spatial.distance
 import torch
 
+from gan_cli.metrics.registry import register_metric
+
 __all__ = ["mode_assignment", "mode_metrics", "w1_exact", "w1_1d", "gaussian_fit"]
 
 
@@ -100,3 +102,28 @@ def gaussian_fit(x) -> tuple[float, float]:
     """Maximum-likelihood Gaussian fit (mean, std with ddof 0) of a 1-D sample."""
     a = _np(x).ravel()
     return float(a.mean()), float(a.std())
+
+
+# ----------------------------------------------------------------------------- registered metrics
+
+
+@register_metric("modes", inputs="points", order=10, kinds=("toy2d",), directions={"modes": "max", "hq": "max", "rkl": "min"})
+def _modes(real, fake, ctx):
+    """Modes captured, high-quality fraction and reverse KL of the mode histogram (VEEGAN/PacGAN)."""
+    if ctx.info.centers is None:
+        return {}
+    mm = mode_metrics(fake, ctx.info.centers, ctx.info.std)
+    return {f"modes_{ctx.tag}": mm["modes"], f"hq_{ctx.tag}": mm["high_quality"], f"rkl_{ctx.tag}": mm["reverse_kl"]}
+
+
+@register_metric("gauss_fit", inputs="points", order=20, kinds=("toy1d",), directions={})
+def _gauss_fit(real, fake, ctx):
+    """Mean and std of the generated 1-D samples."""
+    mu, sd = gaussian_fit(fake)
+    return {f"mean_{ctx.tag}": mu, f"std_{ctx.tag}": sd}
+
+
+@register_metric("w1", inputs="points", order=30, kinds=("toy2d", "toy1d"), directions={"w1": "min"})
+def _w1(real, fake, ctx):
+    """Exact W1 between the sample sets (1-D: sorted samples; else optimal assignment)."""
+    return {f"w1_{ctx.tag}": w1_1d(real, fake) if ctx.info.kind == "toy1d" else w1_exact(real, fake)}

@@ -19,12 +19,13 @@ per-sample gradient penalty is invalid with batch norm).  Widths scale with ``ch
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
 from torch import nn
 
-from ..config import UserError
+from ..config import NetConfig, UserError, component_schema
 
 #: image size -> (base map size, number of doubling blocks)
 SIZES = {8: (2, 2), 16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5)}
@@ -99,3 +100,19 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(x.shape[0])
+
+
+def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64):
+    """``net=dcgan``: (G, D) for square image data of a size in :data:`SIZES`."""
+    shape = tuple(int(s) for s in info.shape)
+    if info.kind != "image" or len(shape) != 3:
+        raise UserError(f"net=dcgan needs image data, but data={info.name} is {info.kind} with shape {shape}: "
+                        f"use net=mlp (or net=auto).")
+    dcgan_plan(shape)  # UserError naming the supported sizes
+    return DCGANGenerator(latent_dim, shape, int(channels)), DCGANDiscriminator(shape, int(channels), d_norm)
+
+
+@component_schema("net", "dcgan")
+@dataclass
+class DCGANNetConfig(NetConfig):
+    channels: int = 64  # base width

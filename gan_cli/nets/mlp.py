@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Tuple
 
 import torch
 from torch import nn
+
+from ..config import NetConfig, component_schema
 
 
 def mlp(in_dim: int, hidden: int, depth: int, out_dim: int, act: Callable[[], nn.Module]) -> nn.Sequential:
@@ -44,3 +47,18 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(x.shape[0], -1)).squeeze(1)
+
+
+def build(info, latent_dim: int, d_norm: str = "none", hidden: int = 128, depth: int = 3):
+    """``net=mlp``: ReLU MLP generator (tanh output for images) and LeakyReLU MLP discriminator.
+    ``d_norm`` is accepted for every net; the MLPs have no normalisation."""
+    shape = tuple(int(s) for s in info.shape)
+    return (MLPGenerator(latent_dim, shape, int(hidden), int(depth), tanh=info.kind == "image"),
+            MLPDiscriminator(shape, int(hidden), int(depth)))
+
+
+@component_schema("net", "mlp")
+@dataclass
+class MLPNetConfig(NetConfig):
+    hidden: int = 128  # width
+    depth: int = 3  # hidden layers

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import UserError
+from ..config import ObjectiveConfig, UserError, component_schema
 from .base import Objective
 
 LOG2 = math.log(2.0)
@@ -139,7 +139,8 @@ class FGAN(Objective):
     ``estimate`` is F, a lower bound on D_f(real || model) that is tight at the optimal D.
     """
 
-    def __init__(self, divergence: str = "kl"):
+    def __init__(self, divergence: str = "kl", **schedule):
+        super().__init__(**schedule)
         if divergence not in DIVERGENCES:
             raise UserError(
                 f"model.divergence={divergence} is unknown: use one of {', '.join(DIVERGENCES)}."
@@ -163,3 +164,9 @@ class FGAN(Objective):
 
     def g_loss(self, fake_out: Tensor) -> Tensor:
         return -self.real_term(fake_out).mean()
+
+
+@component_schema("model", "fgan")
+@dataclass
+class FGANConfig(ObjectiveConfig):
+    divergence: str = "kl"  # a row of DIVERGENCES

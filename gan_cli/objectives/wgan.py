@@ -1,19 +1,26 @@
-"""Wasserstein objective (WGAN, WGAN-GP) and the WGAN-GP gradient penalty.
+"""Wasserstein objectives: WGAN (weight clipping) and WGAN-GP (gradient penalty).
 
-Papers: Arjovsky, Chintala & Bottou 2017, "Wasserstein GAN" (Algorithm 1; weight
-clipping is done by the loop), and Gulrajani et al. 2017, "Improved Training of
-Wasserstein GANs" (Algorithm 1, the penalty).  Reference implementations matched:
-igul222/improved_wgan_training ``gan_toy.py`` / ``gan_mnist.py`` (``disc_cost =
-mean(disc_fake) - mean(disc_real)``, ``gen_cost = -mean(disc_fake)``, penalty
+Papers: Arjovsky, Chintala & Bottou 2017, "Wasserstein GAN" (Algorithm 1), and Gulrajani et
+al. 2017, "Improved Training of Wasserstein GANs" (Algorithm 1, the penalty).  Reference
+implementations matched: igul222/improved_wgan_training ``gan_toy.py`` / ``gan_mnist.py``
+(``disc_cost = mean(disc_fake) - mean(disc_real)``, ``gen_cost = -mean(disc_fake)``, penalty
 ``mean((slopes - 1)**2)`` on per-sample interpolates).  martinarjovsky/WassersteinGAN
-``main.py`` uses the opposite sign for its critic (its ``Loss_D`` is minus our
-estimate).
+``main.py`` uses the opposite sign for its critic (its ``Loss_D`` is minus our estimate) and
+clamps every critic parameter to [-c, c] after each critic step.
+
+Each objective owns its Lipschitz constraint: :class:`WGAN` clips after D's step
+(:meth:`~gan_cli.objectives.base.Objective.after_d_step`), :class:`WGANGP` adds the penalty to
+D's loss (:meth:`~gan_cli.objectives.base.Objective.regularizer`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..config import ObjectiveConfig, component_schema
 from .base import Objective
 
 
@@ -21,7 +28,8 @@ class Wasserstein(Objective):
     """Critic f maximises E_real f - E_fake f; G maximises E_fake f.
 
     ``estimate`` is the dual estimate E_real f - E_fake f, which approximates
-    W1(real, model) when f is (close to) 1-Lipschitz and optimal.
+    W1(real, model) when f is (close to) 1-Lipschitz and optimal.  No Lipschitz constraint
+    of its own: see :class:`WGAN` and :class:`WGANGP`.
     """
 
     estimate_tag = "estimate/w"
@@ -36,6 +44,33 @@ class Wasserstein(Objective):
         return real_out.mean() - fake_out.mean()
 
 
+class WGAN(Wasserstein):
+    """WGAN: after each critic step every critic parameter is clamped to [-clip, clip]."""
+
+    def __init__(self, clip: float = 0.01, **schedule):
+        super().__init__(**schedule)
+        self.clip = float(clip)
+
+    @torch.no_grad()
+    def after_d_step(self, D: nn.Module) -> None:
+        for p in D.parameters():
+            p.clamp_(-self.clip, self.clip)
+
+
+class WGANGP(Wasserstein):
+    """WGAN-GP: D's loss adds ``gp_weight`` times :func:`gradient_penalty`."""
+
+    def __init__(self, gp_weight: float = 10.0, **schedule):
+        super().__init__(**schedule)
+        self.gp_weight = float(gp_weight)
+
+    def regularizer(self, D: nn.Module, real: Tensor, fake: Tensor,
+                    generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
+        if self.gp_weight <= 0:
+            return None
+        return self.gp_weight * gradient_penalty(D, real, fake, generator)
+
+
 def gradient_penalty(
     D: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -46,11 +81,32 @@ def gradient_penalty(
     regularises D only); the graph is kept (create_graph=True) so the result can be
     back-propagated into D's parameters.  The norm is over all non-batch dimensions.
     """
+    return ((input_grad_norms(D, interpolates(real, fake, generator), create_graph=True) - 1) ** 2).mean()
+
+
+def interpolates(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x_hat = eps * real + (1 - eps) * fake, one eps ~ U[0, 1] per sample (not per pixel)."""
     real, fake = real.detach(), fake.detach()
     eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(eps_shape, generator=generator, device=real.device, dtype=real.dtype)
-    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    out = D(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    norms = torch.linalg.vector_norm(grad.flatten(1), ord=2, dim=1)
-    return ((norms - 1) ** 2).mean()
+    return eps * real + (1 - eps) * fake
+
+
+def input_grad_norms(D: nn.Module, x: Tensor, create_graph: bool) -> Tensor:
+    """Per-sample ||grad_x D(x)||_2 over all non-batch dimensions, shape (N,)."""
+    x = x.detach().requires_grad_(True)
+    out = D(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=create_graph)
+    return torch.linalg.vector_norm(grad.flatten(1), ord=2, dim=1)
+
+
+@component_schema("model", "wgan")
+@dataclass
+class WGANConfig(ObjectiveConfig):
+    clip: float = 0.01
+
+
+@component_schema("model", "wgan_gp")
+@dataclass
+class WGANGPConfig(ObjectiveConfig):
+    gp_weight: float = 10.0

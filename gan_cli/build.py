@@ -1,0 +1,198 @@
+"""Config -> objects: the one place that instantiates components.
+
+Every config group names its component with ``_target_`` (see :mod:`gan_cli.config`), and
+:func:`instantiate_component` builds it with ``hydra.utils.instantiate``, passing the config keys
+the target's signature accepts.  A key the target does not accept is either a run-level field of
+the group's base schema (read by the loop: ``model.opt_g``, ``data.batch_size`` ...) or a mistake,
+reported in one line.  Entry points (gan-train, gan-eval) and the lab build through here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gan_cli.config import GROUP_BASES, UserError
+
+# ----------------------------------------------------------------------------- generic
+
+
+def _plain(node: Any) -> dict:
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    if dataclasses.is_dataclass(node):
+        return dataclasses.asdict(node)
+    return dict(node)
+
+
+def _target(group: str, target: Any):
+    if not target or target == "???":
+        raise UserError(f"{group} has no _target_: its YAML must name what it builds (e.g. "
+                        f"_target_: my_package.module.Class).")
+    try:
+        return get_method(str(target))
+    except Exception as e:  # ImportError / AttributeError, wrapped by Hydra
+        cause = e.__cause__ or e
+        raise UserError(f"{group}._target_={target} cannot be imported ({type(cause).__name__}: "
+                        f"{str(cause).splitlines()[0][:160]}); check the name and that its package is on "
+                        f"PYTHONPATH.") from None
+
+
+def _parameters(fn) -> tuple[set, bool]:
+    """(names a callable accepts, whether it takes any keyword).  A class whose ``__init__`` passes
+    ``**kwargs`` up to its base accepts the base's parameters too (walked along the MRO)."""
+    names: set = set()
+    chain = [c.__init__ for c in fn.__mro__ if "__init__" in vars(c)] if inspect.isclass(fn) else [fn]
+    for f in chain:
+        params = inspect.signature(f).parameters
+        names |= {n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                                 inspect.Parameter.VAR_POSITIONAL) and n != "self"}
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return names, False
+    return names, not inspect.isclass(fn) or chain[-1] is not object.__init__
+
+
+def instantiate_component(node: Any, group: str, **extra: Any) -> Any:
+    """Build ``node`` (a config with ``_target_``) of config group ``group`` with ``extra`` arguments.
+
+    Keys the target does not accept are dropped when they belong to the group's base schema
+    (run-level settings), and are a one-line UserError otherwise."""
+    plain = _plain(node)
+    target = plain.pop("_target_", None)
+    fn = _target(group, target)
+    params, var_kw = _parameters(fn)
+    base = {f.name for f in dataclasses.fields(GROUP_BASES[group])} if group in GROUP_BASES else set()
+    kwargs = {}
+    for key in extra:  # run-time values replace the config's (e.g. a resolved latent_dim)
+        plain.pop(key, None)
+    for key, value in plain.items():
+        if key in params or (var_kw and key not in base):
+            kwargs[key] = value
+        elif key not in base:
+            raise UserError(f"{group}.{key} is not a parameter of {target} (it takes {', '.join(sorted(params))}): "
+                            f"remove it or fix the spelling.")
+    # The config's keys go through Hydra (a partial); run-time objects (device, DataInfo) are
+    # passed at the call, so OmegaConf never has to hold them.
+    extra = {k: v for k, v in extra.items() if k in params or var_kw}
+    try:
+        inspect.signature(fn).bind(**kwargs, **extra)
+    except TypeError as e:
+        raise UserError(f"{group}: {target} cannot be called with these keys ({e}); check the {group}.* keys.") from None
+    partial = instantiate({"_target_": target, "_partial_": True}, **kwargs, _convert_="all")
+    return partial(**extra)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name} was asked for but CUDA is not available here; use device=cpu or device=auto.")
+    return dev
+
+
+# ----------------------------------------------------------------------------- components
+
+
+def build_objective(model_cfg: Any):
+    """The objective of ``model=`` (an :class:`gan_cli.objectives.Objective`)."""
+    return instantiate_component(model_cfg, "model")
+
+
+def build_data(data_cfg: Any, device: Any = "cpu", split: str = "train"):
+    """The :class:`gan_cli.data.DataSource` of ``data=`` on ``device`` (``split``: train or test)."""
+    source = instantiate_component(data_cfg, "data", device=torch.device(device), split=split)
+    name = _plain(data_cfg).get("name")
+    if name and name != "???":
+        source.info.name = str(name)
+    return source
+
+
+def latent_dim(cfg: Any) -> int:
+    return int(cfg.net.latent_dim or cfg.data.latent_dim)
+
+
+def net_label(cfg: Any) -> str:
+    """The net's name, with ``auto`` resolved to the data set's default (``mlp``, ``dcgan`` ...)."""
+    name = str(cfg.net.name)
+    if name != "auto":
+        return name
+    from gan_cli.nets.auto import resolved_name
+
+    return resolved_name(str(cfg.data.default_net))
+
+
+def build_nets(cfg: Any, info, device: Any = "cpu"):
+    """``(G, D)`` of ``net=`` for data ``info``; ``G.latent_dim`` is set."""
+    z = latent_dim(cfg)
+    if z < 1:
+        raise UserError(f"net.latent_dim={z} must be >= 1.")
+    extra = {"info": info, "latent_dim": z, "d_norm": str(cfg.model.d_norm), "default_net": str(cfg.data.default_net)}
+    G, D = instantiate_component(cfg.net, "net", **extra)
+    G.latent_dim = z
+    return G.to(device), D.to(device)
+
+
+def build_optimizer(params, ocfg: Any) -> torch.optim.Optimizer:
+    """Any ``torch.optim`` class by name (case-insensitive); Adam-family optimisers get ``betas``."""
+    name = str(ocfg.name)
+    classes = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)
+               if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
+    cls = classes.get(name.lower())
+    if cls is None:
+        raise UserError(f"optimizer {name} is not in torch.optim: use e.g. adam, rmsprop, sgd, adamw.")
+    kwargs = {"lr": ocfg.lr}
+    if "betas" in inspect.signature(cls).parameters:
+        kwargs["betas"] = (ocfg.beta1, ocfg.beta2)
+    return cls(params, **kwargs)
+
+
+def build_evaluator(metrics_cfg: Any, data_cfg: Any, source, device, n=None):
+    from gan_cli.metrics.evaluator import Evaluator
+
+    return Evaluator(metrics_cfg, data_cfg, source, device, n, test_split=lambda: build_data(data_cfg, "cpu", "test"))
+
+
+# ----------------------------------------------------------------------------- saved runs
+
+
+def plain_config(cfg: Any) -> dict:
+    """The resolved config as plain data (enums as strings) for checkpoints and logs."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def load_config(plain: dict) -> DictConfig:
+    """A run's saved config (from a checkpoint) as a read-only-struct DictConfig.
+
+    Its values were checked when the run was composed; here the run-level keys are re-typed
+    against the train schema, and the components are kept as saved."""
+    from gan_cli.config import TrainConfig
+
+    schema = OmegaConf.structured(TrainConfig)
+    try:
+        cfg = OmegaConf.merge(schema, plain)
+    except Exception as e:  # omegaconf.errors.* : config from another version
+        raise UserError(f"the saved config does not fit this gan_cli version: {str(e).splitlines()[0]}") from None
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def load_generator(ckpt_path: Path, device, state: dict | None = None):
+    """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config."""
+    from gan_cli import checkpoint as ck
+
+    state = state if state is not None else ck.load_checkpoint(ckpt_path)
+    cfg = load_config(state["config"])
+    data = build_data(cfg.data, device)
+    G, _ = build_nets(cfg, data.info, device)
+    try:
+        G.load_state_dict(state["generator"])
+    except (RuntimeError, KeyError) as e:
+        raise UserError(f"checkpoint {ckpt_path} does not fit its own config's generator ({str(e).splitlines()[0][:160]}).") from None
+    G.eval()
+    return G, cfg, data, latent_dim(cfg), int(state["step"])

@@ -1,0 +1,53 @@
+"""Where every random stream of a run comes from: one table, one derivation.
+
+Each purpose draws from its own ``torch.Generator`` seeded with ``base + STREAMS[purpose]``, so
+that e.g. how often the loop logs never changes the training trajectory, and the evaluation
+samples are the same whatever happened in training.  The base is the run's ``seed`` for
+every stream except the real-data ones, whose base is ``metrics.real_seed`` (so runs with
+different seeds are scored against the same real samples and share the feature cache).
+
+============  =====  ===============================================================
+stream        base   used for
+============  =====  ===============================================================
+init          seed   torch's global RNG before the nets are built (initial weights)
+train         seed   every training draw: real batches, latents, penalty interpolates
+estimate      seed   the held-out batch of the logged divergence estimate
+fixed_z       seed   the fixed latent batch of the image grid (CPU, then moved)
+pictures      seed   the latents of the 2-D scatter / 1-D density picture
+pictures_real seed   the real points of that picture
+eval          seed   the latents of every evaluation (gan-train's and gan-eval's: gan-eval
+                     seed=S scores the same samples as the run trained with seed=S)
+real_subset   real   which real images the real-side features use
+eval_real     real   the real points of the toy metrics
+============  =====  ===============================================================
+
+The offsets keep the numbers of earlier gan_cli versions; streams of one run never share a
+seed.  (Runs whose seeds differ by less than 12346 can share a seed *across* streams, e.g.
+seed=0's ``train`` and seed=1's ``init``; they are different uses, so this does not correlate
+anything that is compared.)
+"""
+from __future__ import annotations
+
+import torch
+
+STREAMS = {
+    "init": 0,
+    "train": 1,
+    "estimate": 2,
+    "fixed_z": 3,
+    "pictures": 4,
+    "pictures_real": 5,
+    "eval": 7,
+    "real_subset": 0,
+    "eval_real": 12345,
+}
+
+
+def seed_for(base: int, stream: str) -> int:
+    """The seed of ``stream`` for a run (or real-data) seed ``base``."""
+    return int(base) + STREAMS[stream]
+
+
+def generator(base: int, stream: str, device="cpu") -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` for ``stream``."""
+    return torch.Generator(device).manual_seed(seed_for(base, stream))

@@ -242,15 +242,17 @@ def test_mnist_damaged_gz_is_reported_and_nothing_left(tmp_path):
 
 
 def test_data_root_not_writable(tmp_path, monkeypatch):
+    # small gzipped IDX files written here stand in for Debian's /usr/share/datasets/fashion-mnist, so the
+    # loader reaches the copy into data.root (without source files it stops earlier: "not in ... raw")
+    sys_root = tmp_path / "sys"
+    write_mnist_raw(sys_root, fake_mnist(), gz=True)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(UserError) as e:
-        load_images(image_cfg("fashion_mnist", blocker / "data", system_root=FASHION_SYSTEM))
+        load_images(image_cfg("fashion_mnist", blocker / "data", system_root=str(sys_root)))
     assert "is not writable" in one_line(e) and str(blocker / "data") in str(e.value)
 
     # a read-only folder (simulated: the tests may run as root, which ignores permission bits)
-    sys_root = tmp_path / "sys"
-    write_mnist_raw(sys_root, fake_mnist(), gz=True)
     import tempfile
 
     def denied(*a, **k):

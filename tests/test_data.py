@@ -393,6 +393,74 @@ def test_image_folder_errors(tmp_path):
     assert "broken.png" in one_line(e) and "cannot read image file" in str(e.value)
 
 
+# 16 x 16 samples spread over 0..65535, off the multiples of 257 (k * 257 + 0, 128, 129 or 200) so that
+# the rounding to 8 bits is checked too: the expected value is round(v / 257)
+_GRADIENT16 = np.minimum(np.arange(256) * 257 + np.tile([0, 128, 129, 200], 64), 65535).reshape(16, 16)
+_EXPECTED8 = np.rint(_GRADIENT16 / 257.0).astype(np.uint8)
+
+
+def _png16_rgb(path, array):
+    """Write uint16 ``(H, W, 3)`` as a 16-bit-per-channel RGB PNG by hand (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    a = np.ascontiguousarray(array, dtype=">u2")
+    h, w, _ = a.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + a[y].tobytes() for y in range(h))  # filter type 0 (none) on every row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("name,mode,scale", [
+    ("g16.png", "I;16", None),  # 16-bit grey PNG
+    ("g16be.tif", "I;16B", None),  # 16-bit big-endian grey TIFF
+    ("g16.pgm", "I", None),  # 16-bit PGM (PIL reads it as 32-bit int)
+    ("f65535.tif", "F", 1.0),  # float TIFFs: 0..65535, 0..255 and 0..1
+    ("f255.tif", "F", 1 / 257),
+    ("f1.tif", "F", 1 / 65535),
+])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_folder_high_bit_depth_grey(tmp_path, name, mode, scale, channels):
+    """Grey images of more than 8 bits load scaled to 0..255 (convert("L") used to clip them: all white)."""
+    from PIL import Image
+
+    path = tmp_path / "imgs" / name
+    path.parent.mkdir()
+    if scale is not None:
+        Image.fromarray((_GRADIENT16 * scale).astype(np.float32)).save(path)
+    elif mode == "I;16B":
+        Image.frombytes("I;16B", (16, 16), _GRADIENT16.astype(">u2").tobytes()).save(path)
+    else:
+        Image.fromarray(_GRADIENT16.astype(np.uint16)).save(path)
+    with Image.open(path) as im:
+        assert im.mode == mode  # the file really is what this case is about
+    images, _ = load_images(DataConfig(name="image_folder", kind="image", path=str(path.parent), image_size=16,
+                                       channels=channels))
+    assert images.shape == (1, channels, 16, 16)
+    for c in range(channels):
+        np.testing.assert_array_equal(images[0, c].numpy(), _EXPECTED8)
+
+
+def test_image_folder_16bit_rgb_png(tmp_path):
+    """A 48-bit RGB PNG: each channel keeps its gradient (PIL itself reduces these to 8 bits per channel)."""
+    from PIL import Image
+
+    rgb = np.stack([_GRADIENT16, _GRADIENT16[::-1, ::-1], np.full((16, 16), 0x8000)], axis=-1)
+    path = tmp_path / "imgs" / "rgb16.png"
+    _png16_rgb(path, rgb)
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and im.size == (16, 16)  # decoded as 8 bits per channel by PIL
+    images, _ = load_images(DataConfig(name="image_folder", kind="image", path=str(path.parent), image_size=16,
+                                       channels=3))
+    got = images[0].permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - rgb / 257.0).max() <= 1.0  # PIL keeps the high byte: v >> 8, within 1 of v / 257
+
+
 # ------------------------------------------------------------------------------------------ CIFAR-10
 def test_cifar10_offline_one_line_and_clean(tmp_path, monkeypatch):
     def offline(*a, **k):

@@ -312,6 +312,33 @@ def list_images(folder: str):
     return [os.path.join(folder, p) for p in sorted(found)]
 
 
+#: PIL modes with more than 8 bits per sample: convert("L") clips them at 255 (a 16-bit image comes out white)
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_8bit(im):
+    """A grey image of more than 8 bits per sample (mode I;16*, I, F) as mode ``L``; other images unchanged.
+
+    Integer samples are read as 16-bit (PIL decodes 16-bit PNG and TIFF as I;16*, and PGM with any maxval
+    above 255 as I scaled to 0..65535): v -> round(v / 257), so 0 -> 0 and 65535 -> 255.  Float samples
+    have no fixed range: 0..1 when the largest value is <= 1, else 0..255 when <= 255, else 0..65535.
+    (16-bit RGB/RGBA PNGs need nothing: PIL decodes them as 8-bit RGB/RGBA.)
+    """
+    from PIL import Image
+
+    if im.mode not in _HIGH_DEPTH_MODES:
+        return im
+    if im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(a.max(initial=0.0))
+        a = a * 255.0 if top <= 1.0 else a if top <= 255.0 else a / 257.0
+        out = np.rint(np.clip(a, 0.0, 255.0))
+    else:
+        a = np.clip(np.asarray(im, dtype=np.int64), 0, 65535)
+        out = (a + 128) // 257  # = round(v / 257): 257 is odd, so there are no ties
+    return Image.fromarray(out.astype(np.uint8))
+
+
 def read_image(path: str, size: int, channels: int) -> np.ndarray:
     """One image file -> ``(size, size, channels)`` uint8: shorter side resized to ``size``, centre crop."""
     from PIL import Image, ImageOps
@@ -320,7 +347,7 @@ def read_image(path: str, size: int, channels: int) -> np.ndarray:
     with Image.open(path) as im:
         if im.format == "JPEG":
             im.draft(mode, (size, size))  # decode at a reduced scale (still >= size): large photos load fast
-        im = ImageOps.exif_transpose(im)
+        im = _to_8bit(ImageOps.exif_transpose(im))
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)

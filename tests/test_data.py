@@ -393,6 +393,123 @@ def test_image_folder_errors(tmp_path):
     assert "broken.png" in one_line(e) and "cannot read image file" in str(e.value)
 
 
+def _folder_cfg(path, **kw) -> DataConfig:
+    return DataConfig(name="image_folder", kind="image", path=str(path), image_size=8, channels=1, **kw)
+
+
+def _rel(paths, folder):
+    return [os.path.relpath(p, folder) for p in paths]
+
+
+def test_list_images_sorted_by_relative_path(tmp_path):
+    from gan_cli.data.images import list_images
+
+    names = ["a_b.png", "a/c/d.png", "B.png", "a.png", "a/b.png", "ab.png", "a-b/x.png"]
+    for n in names:
+        _png(tmp_path / n, np.zeros((4, 4), np.uint8))
+    assert _rel(list_images(str(tmp_path)), tmp_path) == sorted(names)  # "a.png" < "a/b.png" < "a_b.png"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("links", [["a"], ["a", "b"]])
+def test_image_folder_symlink_to_itself_walked_once(tmp_path, links):
+    """`ln -s . a` listed every image ~40 times (until ELOOP); two such links made the walk exponential."""
+    from gan_cli.data.images import list_images
+
+    folder = tmp_path / "imgs"
+    _png(folder / "x.png", np.full((8, 8), 10, np.uint8))
+    _png(folder / "sub" / "y.png", np.full((8, 8), 20, np.uint8))
+    for name in links:
+        os.symlink(".", folder / name)
+    os.symlink("..", folder / "sub" / "up")
+    assert _rel(list_images(str(folder)), folder) == ["sub/y.png", "x.png"]
+    images, _ = load_images(_folder_cfg(folder))
+    assert images[:, 0, 0, 0].tolist() == [20, 10]
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_symlink_outside_followed_once(tmp_path):
+    """A link to a folder outside data.path is followed, once, however many links lead there."""
+    from gan_cli.data.images import list_images
+
+    folder, outside = tmp_path / "imgs", tmp_path / "outside"
+    _png(folder / "a.png", np.zeros((8, 8), np.uint8))
+    _png(outside / "x.png", np.zeros((8, 8), np.uint8))
+    os.symlink(outside, folder / "l1")
+    os.symlink(outside, folder / "l2")
+    os.symlink(folder, outside / "back")  # a cycle through the outside folder
+    os.symlink(outside / "x.png", folder / "link.png")  # a link to an image file is an image
+    assert _rel(list_images(str(folder)), folder) == ["a.png", "l1/x.png", "link.png"]
+    assert len(load_images(_folder_cfg(folder))[0]) == 3
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_fifo_does_not_block(tmp_path):
+    """A FIFO named x.png made open() block forever (until some process wrote to it)."""
+    from gan_cli.data.images import read_image
+
+    folder = tmp_path / "imgs"
+    _png(folder / "good.png", np.full((8, 8), 5, np.uint8))
+    os.mkfifo(folder / "x.png")
+    images, _ = load_images(_folder_cfg(folder))
+    assert images.shape == (1, 1, 8, 8) and int(images.max()) == 5
+    with pytest.raises(OSError, match="not a regular file"):  # read_image itself never blocks either
+        read_image(str(folder / "x.png"), 8, 1)
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_skips_non_regular_files_with_one_warning(tmp_path, monkeypatch, caplog):
+    """A FIFO, a socket and a broken link named like images: skipped, counted in one warning line."""
+    import socket
+
+    folder = tmp_path / "imgs"
+    _png(folder / "good.png", np.full((8, 8), 5, np.uint8))
+    os.mkfifo(folder / "fifo.png")
+    os.symlink(tmp_path / "nowhere.png", folder / "broken.png")
+    monkeypatch.chdir(folder)  # a relative name: AF_UNIX paths are limited to ~100 bytes
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("sock.png")
+    try:
+        with caplog.at_level("WARNING", logger="gan_cli.data.images"):
+            images, _ = load_images(_folder_cfg(folder))
+    finally:
+        sock.close()
+    assert images.shape == (1, 1, 8, 8)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "skipped 3 entries" in warnings[0] and "not regular files" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("target", ["/proc", "/sys/kernel", "/dev", "link to /proc"])
+def test_image_folder_refuses_pseudo_filesystems(tmp_path, target):
+    if target.startswith("link"):
+        path = tmp_path / "data"
+        os.symlink("/proc", path)
+    else:
+        path = target
+    if not os.path.isdir(os.path.realpath(path)):
+        pytest.skip(f"{target} is not a folder on this machine")
+    with pytest.raises(UserError) as e:
+        load_images(_folder_cfg(path))
+    text = one_line(e)
+    assert f"data.path={path}" in text and "pseudo-filesystem" in text and "point data.path at" in text
+    if target.startswith("link"):
+        assert "really /proc" in text
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_skips_pseudo_filesystems_met_in_walk(tmp_path):
+    """Links to /proc, /sys, /dev inside data.path (as data.path=/ meets them) are not walked."""
+    from gan_cli.data.images import list_images
+
+    folder = tmp_path / "imgs"
+    _png(folder / "a.png", np.zeros((8, 8), np.uint8))
+    for name, target in (("d", "/dev"), ("p", "/proc"), ("s", "/sys"), ("self", "/proc/self")):
+        os.symlink(target, folder / name)
+    assert _rel(list_images(str(folder)), folder) == ["a.png"]
+
+
 # 16 x 16 samples spread over 0..65535, off the multiples of 257 (k * 257 + 0, 128, 129 or 200) so that
 # the rounding to 8 bits is checked too: the expected value is round(v / 257)
 _GRADIENT16 = np.minimum(np.arange(256) * 257 + np.tile([0, 128, 129, 200], 64), 65535).reshape(16, 16)

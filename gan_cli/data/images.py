@@ -301,15 +301,129 @@ def _load_digits(train: bool):
 
 
 # ------------------------------------------------------------------------------------- image folder
+#: kernel pseudo-filesystems hold no images and walking them can hang (/proc/<pid>/root leads back to /):
+#: refused as data.path, skipped when met during the walk.  These folders, and mount points of these types.
+_PSEUDO_DIRS = ("/proc", "/sys", "/dev")
+_PSEUDO_FS_TYPES = frozenset(("proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+                              "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc",
+                              "efivarfs", "selinuxfs", "hugetlbfs", "rpc_pipefs", "nsfs"))
+
+
+def _pseudo_mounts() -> Tuple[str, ...]:
+    """_PSEUDO_DIRS plus the mount points of pseudo-filesystems that /proc/self/mounts lists (Linux)."""
+    import re
+
+    points = set(_PSEUDO_DIRS)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] in _PSEUDO_FS_TYPES:  # device, mount point, type, ...
+                    # the mount point has spaces, tabs, newlines and backslashes written as octal (\040)
+                    points.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1]))
+    except OSError:  # no /proc (not Linux): the fixed folders only
+        pass
+    return tuple(sorted(points))
+
+
+def _pseudo_root(real: str, mounts: Tuple[str, ...]) -> Optional[str]:
+    """The pseudo-filesystem folder of ``mounts`` that the resolved path ``real`` lies in, else None."""
+    return next((m for m in mounts if real == m or real.startswith(m.rstrip("/") + "/")), None)
+
+
 def list_images(folder: str):
-    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by relative path."""
+    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by relative path.
+
+    Symbolic links are followed, but each real folder is walked once, where the sorted walk first meets
+    it: a link to ``.`` would list every image again (and two such links make the walk exponential).
+    Kernel pseudo-filesystems met on the way (a link to /proc) are skipped.  Only regular files are
+    listed, so a FIFO named ``x.png`` cannot block the loader; such entries are counted in one warning.
+    UserError: ``folder`` is in a pseudo-filesystem.
+    """
+    import stat
+
+    mounts = _pseudo_mounts()
+    real_root = os.path.realpath(folder)
+    pseudo = _pseudo_root(real_root, mounts)
+    if pseudo:
+        really = f" (really {real_root})" if real_root != folder else ""
+        raise UserError(f"data.path={folder}{really} is in {pseudo}, a kernel pseudo-filesystem that holds no "
+                        f"image files (walking it can hang): point data.path at a folder of images.")
+
+    def listing(path: str):
+        """A folder's visible sub-folders and image-named entries, sorted; nothing if it is unreadable.
+
+        Folder names sort with a "/" appended, so a depth-first walk emits the paths in the order of one
+        sort of all relative paths (``a.png`` < ``a/b.png`` < ``a_b.png``)."""
+        items = []
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    if e.name.startswith("."):
+                        continue
+                    try:
+                        is_dir = e.is_dir()  # follows symbolic links
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        items.append((e.name + "/", e))
+                    elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                        items.append((e.name, e))
+        except OSError:  # an unreadable sub-folder is left out, as os.walk does
+            pass
+        items.sort(key=lambda t: t[0])
+        return iter(items)
+
+    st = os.stat(folder)
+    seen = {(st.st_dev, st.st_ino)}  # (device, inode) of every folder walked so far
+    stack = [(listing(folder), real_root)]  # depth-first: (entries left, real path) per open folder
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in filenames:
-            if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(os.path.relpath(os.path.join(dirpath, fn), folder))
-    return [os.path.join(folder, p) for p in sorted(found)]
+    skipped = 0  # entries named like images that are not regular files
+    while stack:
+        entries, real = stack[-1]
+        item = next(entries, None)
+        if item is None:
+            stack.pop()
+            continue
+        key, e = item
+        try:
+            st = e.stat()  # follows symbolic links
+        except OSError:  # a broken link
+            st = None
+        if key.endswith("/"):
+            if st is None or (st.st_dev, st.st_ino) in seen:
+                continue
+            sub_real = os.path.realpath(e.path) if e.is_symlink() else os.path.join(real, e.name)
+            if _pseudo_root(sub_real, mounts):
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            stack.append((listing(e.path), sub_real))
+            continue
+        if st is None or not stat.S_ISREG(st.st_mode):  # FIFO, socket, device, broken link
+            skipped += 1
+            continue
+        found.append(e.path)
+    if skipped:
+        log.warning("data.path=%s: skipped %d entries named like images that are not regular files (FIFO, socket, "
+                    "device or broken link)", folder, skipped)
+    return found
+
+
+def _open_regular(path: str):
+    """``open(path, "rb")`` for a regular file; anything else raises OSError at once (open() of a FIFO
+    blocks until some process writes to it, a device can stream forever)."""
+    import stat
+
+    # O_NONBLOCK: open() of a FIFO returns at once instead of waiting for a writer (reads of a regular file
+    # ignore the flag)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file (a FIFO, socket or device)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 #: PIL modes with more than 8 bits per sample: convert("L") clips them at 255 (a 16-bit image comes out white)
@@ -344,7 +458,7 @@ def read_image(path: str, size: int, channels: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
     mode = {1: "L", 3: "RGB"}[channels]
-    with Image.open(path) as im:
+    with _open_regular(path) as f, Image.open(f) as im:
         if im.format == "JPEG":
             im.draft(mode, (size, size))  # decode at a reduced scale (still >= size): large photos load fast
         im = _to_8bit(ImageOps.exif_transpose(im))

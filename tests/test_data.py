@@ -408,6 +408,7 @@ def test_list_images_sorted_by_relative_path(tmp_path):
     for n in names:
         _png(tmp_path / n, np.zeros((4, 4), np.uint8))
     assert _rel(list_images(str(tmp_path)), tmp_path) == sorted(names)  # "a.png" < "a/b.png" < "a_b.png"
+    assert _rel(list_images(str(tmp_path), limit=3), tmp_path) == sorted(names)[:3]
 
 
 @pytest.mark.timeout(30)
@@ -508,6 +509,36 @@ def test_image_folder_skips_pseudo_filesystems_met_in_walk(tmp_path):
     for name, target in (("d", "/dev"), ("p", "/proc"), ("s", "/sys"), ("self", "/proc/self")):
         os.symlink(target, folder / name)
     assert _rel(list_images(str(folder)), folder) == ["a.png"]
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_file_cap_progress_and_limit(tmp_path, monkeypatch, capsys):
+    """Too many files: one UserError (after progress lines); data.limit stops the scan before the cap."""
+    from gan_cli.data import images as images_mod
+
+    monkeypatch.setattr(images_mod, "MAX_IMAGE_FILES", 20)
+    monkeypatch.setattr(images_mod, "SCAN_PROGRESS_EVERY", 10)
+    folder = tmp_path / "imgs"
+    for i in range(25):
+        _png(folder / f"d{i % 3}" / f"{i:02d}.png", np.full((8, 8), i, np.uint8))
+
+    with pytest.raises(UserError) as e:
+        load_images(_folder_cfg(folder))
+    text = one_line(e)
+    assert "more than 20 image files" in text and "data.limit" in text and str(folder) in text
+    err = capsys.readouterr().err
+    assert f"scanning {folder}: 10 images so far" in err and f"scanning {folder}: 20 images so far" in err
+
+    images, _ = load_images(_folder_cfg(folder, limit=5))  # the scan stops at 5: no cap, no progress line
+    assert capsys.readouterr().err == ""
+    first = sorted(f"d{i % 3}/{i:02d}.png" for i in range(25))[:5]
+    assert images[:, 0, 0, 0].tolist() == [int(n[3:5]) for n in first]
+
+    small = tmp_path / "small"
+    for i in range(9):
+        _png(small / f"{i}.png", np.zeros((8, 8), np.uint8))
+    assert len(load_images(_folder_cfg(small))[0]) == 9
+    assert capsys.readouterr().err == ""  # fewer than SCAN_PROGRESS_EVERY images: silent
 
 
 # 16 x 16 samples spread over 0..65535, off the multiples of 257 (k * 257 + 0, 128, 129 or 200) so that

@@ -301,6 +301,10 @@ def _load_digits(train: bool):
 
 
 # ------------------------------------------------------------------------------------- image folder
+#: more image files than this under data.path is almost surely a wrong folder (a whole disk, a home folder)
+MAX_IMAGE_FILES = 2_000_000
+#: while scanning, a "scanning <folder>: N images so far" line on stderr each time this many more are found
+SCAN_PROGRESS_EVERY = 10_000
 #: kernel pseudo-filesystems hold no images and walking them can hang (/proc/<pid>/root leads back to /):
 #: refused as data.path, skipped when met during the walk.  These folders, and mount points of these types.
 _PSEUDO_DIRS = ("/proc", "/sys", "/dev")
@@ -331,16 +335,18 @@ def _pseudo_root(real: str, mounts: Tuple[str, ...]) -> Optional[str]:
     return next((m for m in mounts if real == m or real.startswith(m.rstrip("/") + "/")), None)
 
 
-def list_images(folder: str):
-    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by relative path.
+def list_images(folder: str, limit: int = 0):
+    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by relative path; only the
+    first ``limit`` when ``limit > 0`` (the walk stops there).
 
     Symbolic links are followed, but each real folder is walked once, where the sorted walk first meets
     it: a link to ``.`` would list every image again (and two such links make the walk exponential).
     Kernel pseudo-filesystems met on the way (a link to /proc) are skipped.  Only regular files are
     listed, so a FIFO named ``x.png`` cannot block the loader; such entries are counted in one warning.
-    UserError: ``folder`` is in a pseudo-filesystem.
+    UserError: ``folder`` is in a pseudo-filesystem, or holds more than MAX_IMAGE_FILES images.
     """
     import stat
+    import sys
 
     mounts = _pseudo_mounts()
     real_root = os.path.realpath(folder)
@@ -354,7 +360,7 @@ def list_images(folder: str):
         """A folder's visible sub-folders and image-named entries, sorted; nothing if it is unreadable.
 
         Folder names sort with a "/" appended, so a depth-first walk emits the paths in the order of one
-        sort of all relative paths (``a.png`` < ``a/b.png`` < ``a_b.png``)."""
+        sort of all relative paths (``a.png`` < ``a/b.png`` < ``a_b.png``) and can stop early."""
         items = []
         try:
             with os.scandir(path) as it:
@@ -403,6 +409,13 @@ def list_images(folder: str):
             skipped += 1
             continue
         found.append(e.path)
+        if 0 < limit <= len(found):
+            break
+        if len(found) > MAX_IMAGE_FILES:
+            raise UserError(f"data.path={folder} holds more than {MAX_IMAGE_FILES:,} image files (the scan stopped "
+                            f"there): set data.limit=N to use the first N, or point data.path at a smaller folder.")
+        if len(found) % SCAN_PROGRESS_EVERY == 0:
+            print(f"scanning {folder}: {len(found):,} images so far", file=sys.stderr, flush=True)
     if skipped:
         log.warning("data.path=%s: skipped %d entries named like images that are not regular files (FIFO, socket, "
                     "device or broken link)", folder, skipped)
@@ -493,14 +506,11 @@ def _load_folder(data_cfg):
     channels, size = int(data_cfg.channels), int(data_cfg.image_size)
     if channels not in (1, 3):
         raise UserError(f"data.channels={channels} is not supported for image_folder: use 1 (grey) or 3 (RGB).")
-    files = list_images(folder)
+    files = list_images(folder, limit=int(getattr(data_cfg, "limit", 0) or 0))  # stops at data.limit files
     if not files:
         exts = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
         raise UserError(f"data.path={folder} holds no images ({exts}) in it or its subfolders: "
                         f"put image files there or point data.path elsewhere.")
-    limit = int(getattr(data_cfg, "limit", 0) or 0)
-    if limit > 0:
-        files = files[:limit]
     out = np.empty((len(files), size, size, channels), dtype=np.uint8)
     for i, f in enumerate(files):
         try:

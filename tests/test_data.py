@@ -242,15 +242,17 @@ def test_mnist_damaged_gz_is_reported_and_nothing_left(tmp_path):
 
 
 def test_data_root_not_writable(tmp_path, monkeypatch):
+    # small gzipped IDX files written here stand in for Debian's /usr/share/datasets/fashion-mnist, so the
+    # loader reaches the copy into data.root (without source files it stops earlier: "not in ... raw")
+    sys_root = tmp_path / "sys"
+    write_mnist_raw(sys_root, fake_mnist(), gz=True)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(UserError) as e:
-        load_images(image_cfg("fashion_mnist", blocker / "data", system_root=FASHION_SYSTEM))
+        load_images(image_cfg("fashion_mnist", blocker / "data", system_root=str(sys_root)))
     assert "is not writable" in one_line(e) and str(blocker / "data") in str(e.value)
 
     # a read-only folder (simulated: the tests may run as root, which ignores permission bits)
-    sys_root = tmp_path / "sys"
-    write_mnist_raw(sys_root, fake_mnist(), gz=True)
     import tempfile
 
     def denied(*a, **k):
@@ -389,6 +391,222 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(UserError) as e:
         build_data(cfg(str(bad)), "cpu")
     assert "broken.png" in one_line(e) and "cannot read image file" in str(e.value)
+
+
+def _folder_cfg(path, **kw) -> DataConfig:
+    return DataConfig(name="image_folder", kind="image", path=str(path), image_size=8, channels=1, **kw)
+
+
+def _rel(paths, folder):
+    return [os.path.relpath(p, folder) for p in paths]
+
+
+def test_list_images_sorted_by_relative_path(tmp_path):
+    from gan_cli.data.images import list_images
+
+    names = ["a_b.png", "a/c/d.png", "B.png", "a.png", "a/b.png", "ab.png", "a-b/x.png"]
+    for n in names:
+        _png(tmp_path / n, np.zeros((4, 4), np.uint8))
+    assert _rel(list_images(str(tmp_path)), tmp_path) == sorted(names)  # "a.png" < "a/b.png" < "a_b.png"
+    assert _rel(list_images(str(tmp_path), limit=3), tmp_path) == sorted(names)[:3]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("links", [["a"], ["a", "b"]])
+def test_image_folder_symlink_to_itself_walked_once(tmp_path, links):
+    """`ln -s . a` listed every image ~40 times (until ELOOP); two such links made the walk exponential."""
+    from gan_cli.data.images import list_images
+
+    folder = tmp_path / "imgs"
+    _png(folder / "x.png", np.full((8, 8), 10, np.uint8))
+    _png(folder / "sub" / "y.png", np.full((8, 8), 20, np.uint8))
+    for name in links:
+        os.symlink(".", folder / name)
+    os.symlink("..", folder / "sub" / "up")
+    assert _rel(list_images(str(folder)), folder) == ["sub/y.png", "x.png"]
+    images, _ = load_images(_folder_cfg(folder))
+    assert images[:, 0, 0, 0].tolist() == [20, 10]
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_symlink_outside_followed_once(tmp_path):
+    """A link to a folder outside data.path is followed, once, however many links lead there."""
+    from gan_cli.data.images import list_images
+
+    folder, outside = tmp_path / "imgs", tmp_path / "outside"
+    _png(folder / "a.png", np.zeros((8, 8), np.uint8))
+    _png(outside / "x.png", np.zeros((8, 8), np.uint8))
+    os.symlink(outside, folder / "l1")
+    os.symlink(outside, folder / "l2")
+    os.symlink(folder, outside / "back")  # a cycle through the outside folder
+    os.symlink(outside / "x.png", folder / "link.png")  # a link to an image file is an image
+    assert _rel(list_images(str(folder)), folder) == ["a.png", "l1/x.png", "link.png"]
+    assert len(load_images(_folder_cfg(folder))[0]) == 3
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_fifo_does_not_block(tmp_path):
+    """A FIFO named x.png made open() block forever (until some process wrote to it)."""
+    from gan_cli.data.images import read_image
+
+    folder = tmp_path / "imgs"
+    _png(folder / "good.png", np.full((8, 8), 5, np.uint8))
+    os.mkfifo(folder / "x.png")
+    images, _ = load_images(_folder_cfg(folder))
+    assert images.shape == (1, 1, 8, 8) and int(images.max()) == 5
+    with pytest.raises(OSError, match="not a regular file"):  # read_image itself never blocks either
+        read_image(str(folder / "x.png"), 8, 1)
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_skips_non_regular_files_with_one_warning(tmp_path, monkeypatch, caplog):
+    """A FIFO, a socket and a broken link named like images: skipped, counted in one warning line."""
+    import socket
+
+    folder = tmp_path / "imgs"
+    _png(folder / "good.png", np.full((8, 8), 5, np.uint8))
+    os.mkfifo(folder / "fifo.png")
+    os.symlink(tmp_path / "nowhere.png", folder / "broken.png")
+    monkeypatch.chdir(folder)  # a relative name: AF_UNIX paths are limited to ~100 bytes
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("sock.png")
+    try:
+        with caplog.at_level("WARNING", logger="gan_cli.data.images"):
+            images, _ = load_images(_folder_cfg(folder))
+    finally:
+        sock.close()
+    assert images.shape == (1, 1, 8, 8)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "skipped 3 entries" in warnings[0] and "not regular files" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("target", ["/proc", "/sys/kernel", "/dev", "link to /proc"])
+def test_image_folder_refuses_pseudo_filesystems(tmp_path, target):
+    if target.startswith("link"):
+        path = tmp_path / "data"
+        os.symlink("/proc", path)
+    else:
+        path = target
+    if not os.path.isdir(os.path.realpath(path)):
+        pytest.skip(f"{target} is not a folder on this machine")
+    with pytest.raises(UserError) as e:
+        load_images(_folder_cfg(path))
+    text = one_line(e)
+    assert f"data.path={path}" in text and "pseudo-filesystem" in text and "point data.path at" in text
+    if target.startswith("link"):
+        assert "really /proc" in text
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_skips_pseudo_filesystems_met_in_walk(tmp_path):
+    """Links to /proc, /sys, /dev inside data.path (as data.path=/ meets them) are not walked."""
+    from gan_cli.data.images import list_images
+
+    folder = tmp_path / "imgs"
+    _png(folder / "a.png", np.zeros((8, 8), np.uint8))
+    for name, target in (("d", "/dev"), ("p", "/proc"), ("s", "/sys"), ("self", "/proc/self")):
+        os.symlink(target, folder / name)
+    assert _rel(list_images(str(folder)), folder) == ["a.png"]
+
+
+@pytest.mark.timeout(30)
+def test_image_folder_file_cap_progress_and_limit(tmp_path, monkeypatch, capsys):
+    """Too many files: one UserError (after progress lines); data.limit stops the scan before the cap."""
+    from gan_cli.data import images as images_mod
+
+    monkeypatch.setattr(images_mod, "MAX_IMAGE_FILES", 20)
+    monkeypatch.setattr(images_mod, "SCAN_PROGRESS_EVERY", 10)
+    folder = tmp_path / "imgs"
+    for i in range(25):
+        _png(folder / f"d{i % 3}" / f"{i:02d}.png", np.full((8, 8), i, np.uint8))
+
+    with pytest.raises(UserError) as e:
+        load_images(_folder_cfg(folder))
+    text = one_line(e)
+    assert "more than 20 image files" in text and "data.limit" in text and str(folder) in text
+    err = capsys.readouterr().err
+    assert f"scanning {folder}: 10 images so far" in err and f"scanning {folder}: 20 images so far" in err
+
+    images, _ = load_images(_folder_cfg(folder, limit=5))  # the scan stops at 5: no cap, no progress line
+    assert capsys.readouterr().err == ""
+    first = sorted(f"d{i % 3}/{i:02d}.png" for i in range(25))[:5]
+    assert images[:, 0, 0, 0].tolist() == [int(n[3:5]) for n in first]
+
+    small = tmp_path / "small"
+    for i in range(9):
+        _png(small / f"{i}.png", np.zeros((8, 8), np.uint8))
+    assert len(load_images(_folder_cfg(small))[0]) == 9
+    assert capsys.readouterr().err == ""  # fewer than SCAN_PROGRESS_EVERY images: silent
+
+
+# 16 x 16 samples spread over 0..65535, off the multiples of 257 (k * 257 + 0, 128, 129 or 200) so that
+# the rounding to 8 bits is checked too: the expected value is round(v / 257)
+_GRADIENT16 = np.minimum(np.arange(256) * 257 + np.tile([0, 128, 129, 200], 64), 65535).reshape(16, 16)
+_EXPECTED8 = np.rint(_GRADIENT16 / 257.0).astype(np.uint8)
+
+
+def _png16_rgb(path, array):
+    """Write uint16 ``(H, W, 3)`` as a 16-bit-per-channel RGB PNG by hand (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    a = np.ascontiguousarray(array, dtype=">u2")
+    h, w, _ = a.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + a[y].tobytes() for y in range(h))  # filter type 0 (none) on every row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("name,mode,scale", [
+    ("g16.png", "I;16", None),  # 16-bit grey PNG
+    ("g16be.tif", "I;16B", None),  # 16-bit big-endian grey TIFF
+    ("g16.pgm", "I", None),  # 16-bit PGM (PIL reads it as 32-bit int)
+    ("f65535.tif", "F", 1.0),  # float TIFFs: 0..65535, 0..255 and 0..1
+    ("f255.tif", "F", 1 / 257),
+    ("f1.tif", "F", 1 / 65535),
+])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_folder_high_bit_depth_grey(tmp_path, name, mode, scale, channels):
+    """Grey images of more than 8 bits load scaled to 0..255 (convert("L") used to clip them: all white)."""
+    from PIL import Image
+
+    path = tmp_path / "imgs" / name
+    path.parent.mkdir()
+    if scale is not None:
+        Image.fromarray((_GRADIENT16 * scale).astype(np.float32)).save(path)
+    elif mode == "I;16B":
+        Image.frombytes("I;16B", (16, 16), _GRADIENT16.astype(">u2").tobytes()).save(path)
+    else:
+        Image.fromarray(_GRADIENT16.astype(np.uint16)).save(path)
+    with Image.open(path) as im:
+        assert im.mode == mode  # the file really is what this case is about
+    images, _ = load_images(DataConfig(name="image_folder", kind="image", path=str(path.parent), image_size=16,
+                                       channels=channels))
+    assert images.shape == (1, channels, 16, 16)
+    for c in range(channels):
+        np.testing.assert_array_equal(images[0, c].numpy(), _EXPECTED8)
+
+
+def test_image_folder_16bit_rgb_png(tmp_path):
+    """A 48-bit RGB PNG: each channel keeps its gradient (PIL itself reduces these to 8 bits per channel)."""
+    from PIL import Image
+
+    rgb = np.stack([_GRADIENT16, _GRADIENT16[::-1, ::-1], np.full((16, 16), 0x8000)], axis=-1)
+    path = tmp_path / "imgs" / "rgb16.png"
+    _png16_rgb(path, rgb)
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and im.size == (16, 16)  # decoded as 8 bits per channel by PIL
+    images, _ = load_images(DataConfig(name="image_folder", kind="image", path=str(path.parent), image_size=16,
+                                       channels=3))
+    got = images[0].permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - rgb / 257.0).max() <= 1.0  # PIL keeps the high byte: v >> 8, within 1 of v / 257
 
 
 # ------------------------------------------------------------------------------------------ CIFAR-10

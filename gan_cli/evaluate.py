@@ -23,24 +23,23 @@ from gan_cli.config import UserError, register_configs
 register_configs()
 
 
-def _ckpt_file(path: str) -> Path:
+def _ckpt_file(path: str) -> tuple[Path, dict | None]:
+    """(checkpoint file, its state if already loaded): a run folder gives its newest loadable checkpoint."""
     p = Path(path).expanduser()
-    if p.is_dir():
-        ckpts = ck.list_checkpoints(p)
-        if not ckpts:
-            raise UserError(f"ckpt={path}: the folder holds no checkpoint (checkpoints/step_*.pt).")
-        return ckpts[-1]
+    if p.is_dir():  # newer checkpoints that cannot be loaded are skipped with a warning
+        return ck.newest_loadable_checkpoint(p, who="gan-eval", option="ckpt")
     if not p.exists():
         raise UserError(f"ckpt={path}: no such file or folder.")
-    return p
+    return p, None
 
 
-def load_generator(ckpt_path: Path, device):
+def load_generator(ckpt_path: Path, device, state: dict | None = None):
     """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config."""
     from gan_cli.data import build_data
     from gan_cli.loop import build_generator_and_critic, load_config, resolved_latent_dim
 
-    state = ck.load_checkpoint(ckpt_path)
+    if state is None:
+        state = ck.load_checkpoint(ckpt_path)
     cfg = load_config(state["config"])
     data = build_data(cfg.data, device)
     G, _ = build_generator_and_critic(cfg, data.info, device)
@@ -98,8 +97,8 @@ def evaluate(cfg: DictConfig) -> dict:
             check(kind, psi)
 
     if cfg.ckpt:
-        ckpt_path = _ckpt_file(cfg.ckpt)
-        G, tcfg, data, latent, step = load_generator(ckpt_path, device)
+        ckpt_path, state = _ckpt_file(cfg.ckpt)
+        G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
         metrics_cfg = OmegaConf.merge(tcfg.metrics, cfg.metrics) if cfg.metrics.suite == "auto" else cfg.metrics
         data_cfg, info = tcfg.data, data.info
         out_dir = Path(cfg.out or ckpt_path.parent.parent)

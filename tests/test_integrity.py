@@ -1,0 +1,245 @@
+"""Integrity: damaged feature caches, unreadable checkpoints, one writer per run folder.
+
+Every fault here is real: files cut short or altered on disk, a FIFO made with ``os.mkfifo``
+(opening one for reading blocks until a writer shows up, so a tool that opens it hangs), a
+symlink to ``/dev/zero`` (endless bytes), a checkpoint deleted under the reader by a second
+process that writes and rotates checkpoints like a running ``gan-train``, and second
+processes that hold a run lock and are killed with SIGKILL.  Each test has a timeout so a hang
+fails instead of blocking the suite.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import BIN, compose_train
+
+from gan_cli import checkpoint as ck
+from gan_cli.config import UserError
+from gan_cli.metrics import cache as cache_mod
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.strip().splitlines() if ln.strip()]
+
+
+# ============================================================================= B. checkpoints
+
+
+def _small_run(run: Path, steps=(5, 10, 15)) -> Path:
+    for s in steps:
+        ck.save_checkpoint(ck.ckpt_path(run, s), {"step": s, "w": torch.full((3,), float(s))})
+    return run
+
+
+def _make_fifo(p: Path):
+    p.unlink(missing_ok=True)
+    os.mkfifo(p)
+
+
+def _make_dev_zero(p: Path):
+    p.unlink(missing_ok=True)
+    os.symlink("/dev/zero", p)
+
+
+UNREADABLE = {"fifo": (_make_fifo, "is not a regular file (a FIFO)"),
+              "symlink_dev_zero": (_make_dev_zero, "is a symlink to a device (/dev/zero)")}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", list(UNREADABLE))
+def test_load_checkpoint_says_what_is_wrong_and_never_opens_it(kind, tmp_path, monkeypatch):
+    path = ck.ckpt_path(tmp_path, 20)
+    path.parent.mkdir(parents=True)
+    make, words = UNREADABLE[kind]
+    make(path)
+    opened = []
+    real_os_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: (opened.append(str(p)), real_os_open(p, *a, **k))[1])
+    import builtins
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: (opened.append(str(p)), real_open(p, *a, **k))[1])
+    with pytest.raises(UserError) as e:
+        ck.load_checkpoint(path)
+    monkeypatch.undo()
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and words in msg, msg
+    assert str(path) not in opened, "opened a file that is not a regular file"
+
+
+@pytest.mark.timeout(60)
+def test_load_checkpoint_missing_file_says_does_not_exist(tmp_path):
+    with pytest.raises(UserError, match=r"does not exist"):
+        ck.load_checkpoint(tmp_path / "step_00000005.pt")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", list(UNREADABLE))
+def test_resume_falls_back_past_an_unreadable_newest_checkpoint(kind, tmp_path, capsys):
+    run = _small_run(tmp_path / "run")
+    newest, older = ck.ckpt_path(run, 15), ck.ckpt_path(run, 10)
+    make, words = UNREADABLE[kind]
+    make(newest)
+    path, state = ck.latest_good_checkpoint(run)
+    assert path == older and state["step"] == 10 and torch.equal(state["w"], torch.full((3,), 10.0))
+    (line,) = _lines(capsys.readouterr().err)
+    assert line.startswith("gan-train: warning:") and str(newest) in line and words in line and str(older) in line, line
+
+
+@pytest.mark.timeout(60)
+def test_checkpoint_deleted_between_listing_and_loading_falls_back(tmp_path, monkeypatch, capsys):
+    run = _small_run(tmp_path / "run")
+    listed = ck.list_checkpoints(run)
+    ck.ckpt_path(run, 15).unlink()  # a running training rotated it away after we listed it
+    monkeypatch.setattr(ck, "list_checkpoints", lambda run_dir: list(listed))
+    path, state = ck.newest_loadable_checkpoint(run, who="gan-eval", option="ckpt")
+    assert path == ck.ckpt_path(run, 10) and state["step"] == 10
+    (line,) = _lines(capsys.readouterr().err)
+    assert line.startswith("gan-eval: warning:") and str(ck.ckpt_path(run, 15)) in line
+    assert "does not exist" in line and str(ck.ckpt_path(run, 10)) in line, line
+
+
+ROTATOR = """
+import sys, torch
+from pathlib import Path
+from gan_cli import checkpoint as ck
+run = Path(sys.argv[1])
+step = 1
+ck.save_checkpoint(ck.ckpt_path(run, step), {"step": step})
+print("ready", flush=True)
+while True:  # like gan-train with keep_ckpts=1: write the next checkpoint, delete the older one
+    step += 1
+    ck.save_checkpoint(ck.ckpt_path(run, step), {"step": step})
+    ck.rotate_checkpoints(run, keep=1)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_newest_loadable_survives_a_second_process_rotating_checkpoints(tmp_path, monkeypatch, capsys):
+    """A real race: another process writes a checkpoint and deletes the previous one in a loop
+    (gan-train with keep_ckpts=1) while this one keeps asking for the newest loadable checkpoint.
+    This reader is made slow right after its first listing (as on a busy machine), so what it
+    listed is gone when it opens it; every call must still return a checkpoint that loads."""
+    run = tmp_path / "run"
+    real_list, slow = ck.list_checkpoints, [False]
+
+    def slow_listing(run_dir):
+        found = real_list(run_dir)
+        if slow[0]:
+            slow[0] = False
+            time.sleep(0.05)  # the rotator writes several newer checkpoints and deletes these meanwhile
+        return found
+
+    monkeypatch.setattr(ck, "list_checkpoints", slow_listing)
+    p = subprocess.Popen([sys.executable, "-c", ROTATOR, str(run)], env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        t0, calls, steps = time.monotonic(), 0, set()
+        while time.monotonic() - t0 < 3 or len(steps) < 3:
+            slow[0] = True
+            path, state = ck.newest_loadable_checkpoint(run, who="gan-eval", option="ckpt")
+            assert state["step"] == int(path.name[5:13])
+            calls, steps = calls + 1, steps | {state["step"]}
+            assert p.poll() is None, p.stderr.read()
+            assert time.monotonic() - t0 < 40
+    finally:
+        p.kill()
+        p.wait()
+    vanished = [ln for ln in _lines(capsys.readouterr().err) if "does not exist" in ln]
+    assert calls > 10 and len(steps) >= 3 and vanished, (calls, steps)
+    assert all(ln.startswith("gan-eval: warning: checkpoint ") for ln in vanished), vanished[:3]
+
+
+@pytest.mark.timeout(60)
+def test_all_checkpoints_unloadable_is_one_user_error_line(tmp_path, capsys):
+    run = _small_run(tmp_path / "run")
+    _make_fifo(ck.ckpt_path(run, 15))
+    _make_dev_zero(ck.ckpt_path(run, 10))
+    ck.ckpt_path(run, 5).write_bytes(b"PK\x03\x04 cut short")
+    for who, option in (("gan-train", "resume"), ("gan-eval", "ckpt")):
+        with pytest.raises(UserError) as e:
+            ck.newest_loadable_checkpoint(run, who=who, option=option)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"{option}={run}:") and "none of the 3 checkpoints" in msg, msg
+        assert str(ck.ckpt_path(run, 15)) in msg and "is not a regular file (a FIFO)" in msg, msg
+    with pytest.raises(UserError):
+        ck.latest_good_checkpoint(run)
+    assert capsys.readouterr().err == ""  # no warnings when nothing could be used: the error says it all
+
+
+# ----------------------------------------------------------------------------- gan-eval on a run folder
+
+TRAIN = ["model=nsgan", "steps=10", "log_every=5", "ckpt_every=5", "image_every=0", "estimate_batch=64",
+         "data.batch_size=64", "net.hidden=32", "metrics=toy", "metrics.num_samples=200", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    from gan_cli.train import train
+
+    run = tmp_path_factory.mktemp("trained")
+    train(compose_train(*TRAIN, tmp_path=run))
+    assert [p.name for p in ck.list_checkpoints(run)] == ["step_00000005.pt", "step_00000010.pt"]
+    return run
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src / ck.CKPT_DIR, dst / ck.CKPT_DIR)
+    return dst
+
+
+@pytest.mark.timeout(90)
+def test_gan_eval_cli_falls_back_past_a_fifo_newest_checkpoint(trained_run, tmp_path):
+    run = _copy_run(trained_run, tmp_path / "run")
+    newest, good = ck.ckpt_path(run, 15), ck.ckpt_path(run, 10)
+    os.mkfifo(newest)
+    r = subprocess.run([str(BIN / "gan-eval"), f"ckpt={run}", "metrics.num_samples=200", "tensorboard=false"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=80, env=_env())
+    assert r.returncode == 0, r.stderr
+    (line,) = _lines(r.stderr)
+    assert line.startswith("gan-eval: warning:") and str(newest) in line and str(good) in line, line
+    assert "is not a regular file (a FIFO)" in line, line
+    report = json.loads((run / "metrics.json").read_text())
+    assert report["checkpoint"] == str(good) and report["step"] == 10
+
+
+@pytest.mark.timeout(60)
+def test_gan_eval_falls_back_past_a_symlink_to_dev_zero(trained_run, tmp_path, capsys):
+    from hydra import compose, initialize_config_module
+
+    from gan_cli.evaluate import evaluate
+
+    run = _copy_run(trained_run, tmp_path / "run")
+    newest, good = ck.ckpt_path(run, 15), ck.ckpt_path(run, 10)
+    os.symlink("/dev/zero", newest)
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt={run}", "metrics.num_samples=200", "tensorboard=false",
+                                         f"out={tmp_path / 'out'}"])
+    report = evaluate(cfg)
+    assert report["checkpoint"] == str(good) and report["step"] == 10
+    warn = [ln for ln in _lines(capsys.readouterr().err) if "warning" in ln]
+    assert len(warn) == 1 and str(newest) in warn[0] and "is a symlink to a device" in warn[0] and str(good) in warn[0]

@@ -43,6 +43,166 @@ def _lines(text: str) -> list[str]:
     return [ln for ln in text.strip().splitlines() if ln.strip()]
 
 
+# ============================================================================= A. feature cache
+
+GOOD = {
+    "pool": np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32),
+    "logits": np.random.default_rng(1).standard_normal((64, 10)).astype(np.float32),
+}
+
+
+def _rewrite_valid_npz(path: Path, change) -> None:
+    """Rewrite the cache file as a *valid* npz (good zip CRCs), keeping its ``__meta__`` verbatim
+    but passing every other array through ``change`` -- what a buggy tool or a bad copy could leave."""
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays = {name: (a if name == "__meta__" else change(a)) for name, a in arrays.items()}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _truncate(p: Path):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _flip_bytes(p: Path):
+    b = bytearray(p.read_bytes())
+    for i in range(len(b) // 3, len(b) // 3 + 8):  # inside the first array's data
+        b[i] ^= 0xFF
+    p.write_bytes(bytes(b))
+
+
+def _altered_values(p: Path):
+    _rewrite_valid_npz(p, lambda a: a + np.asarray(1, dtype=a.dtype))
+
+
+def _fewer_rows(p: Path):
+    _rewrite_valid_npz(p, lambda a: a[:32])
+
+
+def _fifo(p: Path):
+    p.unlink()
+    os.mkfifo(p)
+
+
+def _dev_zero(p: Path):
+    p.unlink()
+    os.symlink("/dev/zero", p)
+
+
+CACHE_DAMAGE = {
+    # name: (how, words the warning must contain)
+    "truncated": (_truncate, "truncated or not an npz file"),
+    "flipped_bytes": (_flip_bytes, "is damaged"),  # zip's CRC-32 (or the checksum) catches these
+    "altered_values": (_altered_values, "checksum"),  # a valid npz whose numbers changed
+    "fewer_rows": (_fewer_rows, "'logits' has shape (32, 10) <f4, expected (64, 10) <f4"),
+    "fifo": (_fifo, "is not a regular file (a FIFO)"),
+    "symlink_dev_zero": (_dev_zero, "is a symlink to a device (/dev/zero)"),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("damage", list(CACHE_DAMAGE))
+def test_damaged_cache_file_is_recomputed_with_one_warning(damage, tmp_path):
+    store = cache_mod.StatsCache(tmp_path)
+    key = cache_mod.make_key({"test": damage})
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {name: a.copy() for name, a in GOOD.items()}
+
+    store.get_or_compute(key, compute, meta={"n": 64})
+    path = store.path(key)
+    how, words = CACHE_DAMAGE[damage]
+    how(path)
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = store.get_or_compute(key, compute, meta={"n": 64})
+    assert calls == [1, 1], "a damaged cache file was used instead of recomputed"
+    assert set(out) == set(GOOD) and all(np.array_equal(out[k], GOOD[k]) for k in GOOD)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1, msgs
+    assert "\n" not in msgs[0] and str(path) in msgs[0] and words in msgs[0] and "recomputing" in msgs[0], msgs[0]
+
+    # replaced atomically by a good regular file: trusted next time, no warning, no temp file left
+    assert path.is_file() and not path.is_symlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = store.get_or_compute(key, lambda: pytest.fail("recomputed a good cache file"))
+    assert all(np.array_equal(again[k], GOOD[k]) for k in GOOD)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+@pytest.mark.timeout(60)
+def test_cache_file_without_integrity_record_is_recomputed(tmp_path):
+    """A file written before checksums were recorded (no 'arrays' in its meta) is not trusted."""
+    store = cache_mod.StatsCache(tmp_path)
+    key = cache_mod.make_key({"test": "old"})
+    path = store.path(key)
+    path.parent.mkdir(parents=True)
+    meta = json.dumps({"key": key, "cache_version": cache_mod.CACHE_VERSION})
+    with open(path, "wb") as f:
+        np.savez(f, pool=GOOD["pool"][:3], __meta__=np.array(meta))
+    with pytest.warns(RuntimeWarning, match="no integrity record.*recomputing"):
+        out = store.get_or_compute(key, lambda: dict(GOOD))
+    assert np.array_equal(out["pool"], GOOD["pool"])
+    assert store.load_meta(key)["arrays"]["pool"]["shape"] == [64, 16]
+
+
+@pytest.mark.timeout(60)
+def test_cache_meta_records_names_shapes_dtypes_and_checksums(tmp_path):
+    import hashlib
+
+    store = cache_mod.StatsCache(tmp_path)
+    key = cache_mod.make_key({"test": "meta"})
+    store.save(key, GOOD, meta={"n": 64})
+    meta = store.load_meta(key)
+    assert meta["n"] == 64 and meta["key"] == key
+    assert set(meta["arrays"]) == {"pool", "logits"}
+    for name, a in GOOD.items():
+        rec = meta["arrays"][name]
+        assert rec["shape"] == list(a.shape) and np.dtype(rec["dtype"]) == a.dtype
+        assert rec["sha256"] == hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+@pytest.mark.timeout(60)
+def test_cache_load_meta_of_a_fifo_does_not_hang(tmp_path):
+    store = cache_mod.StatsCache(tmp_path)
+    key = cache_mod.make_key({"test": "fifo-meta"})
+    store.path(key).parent.mkdir(parents=True)
+    os.mkfifo(store.path(key))
+    assert store.load_meta(key) is None
+    with pytest.warns(RuntimeWarning, match=r"is not a regular file \(a FIFO\)"):
+        assert store.load(key) is None
+
+
+@pytest.mark.timeout(60)
+def test_cache_damaged_anywhere_never_returns_wrong_arrays(tmp_path):
+    """Cut the file short, or flip one byte, at ~60 places each (zip headers, npy headers, data,
+    meta, central directory): every get_or_compute returns exactly the right arrays, never raises,
+    and warns at most once."""
+    store = cache_mod.StatsCache(tmp_path)
+    key = cache_mod.make_key({"test": "anywhere"})
+    path = store.save(key, GOOD, meta={"n": 64})
+    data = path.read_bytes()
+    offsets = sorted({*range(0, len(data), max(1, len(data) // 60)), len(data) - 22, len(data) - 1})
+    damaged = [data[:cut] for cut in offsets]
+    damaged += [data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:] for i in offsets]
+    recomputed = 0
+    for bad in damaged:
+        path.write_bytes(bad)
+        calls = []
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            out = store.get_or_compute(key, lambda: calls.append(1) or dict(GOOD))
+        assert set(out) == set(GOOD) and all(np.array_equal(out[k], GOOD[k]) for k in GOOD)
+        assert len(rec) == len(calls) <= 1, [str(w.message) for w in rec]
+        recomputed += len(calls)
+    assert recomputed >= len(damaged) - 10  # a few flips land in fields nothing reads (zip timestamps)
+
+
 # ============================================================================= B. checkpoints
 
 

@@ -403,3 +403,145 @@ def test_gan_eval_falls_back_past_a_symlink_to_dev_zero(trained_run, tmp_path, c
     assert report["checkpoint"] == str(good) and report["step"] == 10
     warn = [ln for ln in _lines(capsys.readouterr().err) if "warning" in ln]
     assert len(warn) == 1 and str(newest) in warn[0] and "is a symlink to a device" in warn[0] and str(good) in warn[0]
+
+
+# ============================================================================= C. one writer per run folder
+
+HOLDER = """
+import os, sys
+from gan_cli.runlock import RunLock
+lock = RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+sys.stdin.readline()           # hold the lock until the parent says so (or kills us)
+os._exit(0)                    # exit without releasing: the kernel drops the lock
+"""
+
+
+def _holder(run_dir: Path) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], env=_env(), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline().strip()
+    assert line == "locked", (line, p.stderr.read() if p.poll() is not None else "")
+    return p
+
+
+@pytest.mark.timeout(60)
+def test_run_lock_held_by_another_process_is_refused_naming_its_pid(tmp_path):
+    from gan_cli.runlock import RunLock
+
+    run = tmp_path / "run"
+    child = _holder(run)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(UserError) as e:
+            with RunLock(run):
+                pass
+        assert time.monotonic() - t0 < 5  # non-blocking
+        msg = str(e.value)
+        assert "\n" not in msg and str(run) in msg and f"pid {child.pid}" in msg and "wait for it" in msg, msg
+        info = json.loads((run / ".lock").read_text())
+        assert info["pid"] == child.pid and info["host"] == os.uname().nodename
+    finally:
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=20) == 0
+    # (3) the lock file left behind by a holder that exited does not block, and now names us
+    assert json.loads((run / ".lock").read_text())["pid"] == child.pid
+    with RunLock(run) as lock:
+        assert json.loads((run / ".lock").read_text())["pid"] == os.getpid()
+        assert lock.path == run / ".lock"
+
+
+@pytest.mark.timeout(60)
+def test_run_lock_of_a_sigkilled_holder_is_never_stale(tmp_path):
+    from gan_cli.runlock import RunLock
+
+    run = tmp_path / "run"
+    child = _holder(run)
+    with pytest.raises(UserError):
+        RunLock(run).acquire()
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=20) == -signal.SIGKILL
+    assert json.loads((run / ".lock").read_text())["pid"] == child.pid  # it could not clean up
+    lock = RunLock(run).acquire()  # immediately: the kernel released the dead process's lock
+    try:
+        assert json.loads((run / ".lock").read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+@pytest.mark.timeout(60)
+def test_run_lock_in_this_process_blocks_a_second_process(tmp_path):
+    from gan_cli.runlock import RunLock
+
+    run = tmp_path / "run"
+    probe = textwrap.dedent("""
+        import sys
+        from gan_cli.config import UserError
+        from gan_cli.runlock import RunLock
+        try:
+            RunLock(sys.argv[1]).acquire()
+        except UserError as e:
+            print(e)
+            sys.exit(3)
+    """)
+    with RunLock(run):
+        r = subprocess.run([sys.executable, "-c", probe, str(run)], env=_env(), capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 3 and f"pid {os.getpid()}" in r.stdout, (r.stdout, r.stderr)
+    r = subprocess.run([sys.executable, "-c", probe, str(run)], env=_env(), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)  # released on exit from the with block
+
+
+@pytest.mark.timeout(60)
+def test_run_lock_creates_a_missing_run_folder(tmp_path):
+    from gan_cli.runlock import RunLock
+
+    run = tmp_path / "a" / "b" / "run"
+    with RunLock(run):
+        assert (run / ".lock").is_file()
+        with pytest.raises(UserError, match="already locked by this process"):
+            RunLock(run).acquire()  # a second lock from the same process is refused too
+    assert (run / ".lock").read_text() == ""  # released: no holder named any more
+
+
+READ_ONLY_PROBE = """
+import sys
+from gan_cli.config import UserError
+from gan_cli.runlock import RunLock
+for run in sys.argv[1:]:
+    try:
+        RunLock(run).acquire()
+        print("acquired", run)
+    except UserError as e:
+        print(e)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_run_lock_in_a_read_only_folder_is_one_line(tmp_path):
+    """A real read-only folder (chmod 0o500).  Root ignores permissions, so as root the probe runs
+    without CAP_DAC_OVERRIDE (setpriv); where that is not possible the test is skipped."""
+    import shutil
+
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root ignores file permissions and setpriv is not installed")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+            pytest.skip("root ignores file permissions and cannot drop CAP_DAC_OVERRIDE here")
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o500)
+    try:
+        r = subprocess.run([*prefix, sys.executable, "-c", READ_ONLY_PROBE, str(run), str(run / "sub")],
+                           env=_env(), capture_output=True, text=True, timeout=30)
+    finally:
+        run.chmod(0o700)
+    assert r.returncode == 0, r.stderr
+    existing, missing = _lines(r.stdout)
+    assert str(run) in existing and "is not writable" in existing and "Permission denied" in existing, existing
+    assert str(run / "sub") in missing and "cannot create the run folder" in missing, missing
+    assert not (run / ".lock").exists() and not (run / "sub").exists()

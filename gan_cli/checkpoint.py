@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import sys
 import zipfile
 from pathlib import Path
@@ -30,6 +31,70 @@ _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
 def ckpt_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CKPT_DIR / f"step_{step:08d}.pt"
+
+
+class NotARegularFile(OSError):
+    """``path`` is missing or is not a regular file; ``reason`` says which, e.g. "is not a regular file (a FIFO)"."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path} {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def file_problem(path: Path | str) -> str | None:
+    """What keeps ``path`` from being read as a regular file, without opening it; ``None`` if nothing.
+
+    E.g. "does not exist", "is not a regular file (a FIFO)", "is a symlink to a device (/dev/zero)".
+    A symlink to a regular file is fine.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a symlink to a missing file ({os.readlink(path)})"
+        return "does not exist"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = _kind(st.st_mode)
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            return f"is a symlink to a device ({target}), not a regular file"
+        return f"is a symlink to {kind} ({target}), not a regular file"
+    return f"is not a regular file ({kind})"
+
+
+def open_regular(path: Path | str):
+    """Open ``path`` for binary reading only if it is a regular file (symlinks to one are fine).
+
+    Raises :class:`NotARegularFile` otherwise.  The type is checked before opening, so a FIFO or a
+    device is never opened; should the path be swapped for one in between, the open does not block
+    (``O_NONBLOCK``) and the type is checked again on the open file.
+    """
+    why = file_problem(path)
+    if why:
+        raise NotARegularFile(path, why)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise NotARegularFile(path, "does not exist") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(path, f"is not a regular file ({_kind(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -84,10 +149,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: Path | str) -> dict:
     """Load a checkpoint safely; any problem is one clear line naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with open_regular(path) as f:  # never opens a FIFO or a device (a FIFO would block torch.load)
+            obj = torch.load(f, map_location="cpu", weights_only=True)
+    except NotARegularFile as e:
+        raise UserError(f"checkpoint {path} {e.reason}.") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Weights only load failed" in str(e) and "Unsupported operand" not in str(e):
@@ -117,25 +183,52 @@ def list_checkpoints(run_dir: Path | str) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_good_checkpoint(run_dir: Path | str) -> tuple[Path, dict]:
-    """The newest checkpoint of ``run_dir`` that loads; corrupt newer ones are skipped with a warning."""
+def newest_loadable_checkpoint(run_dir: Path | str, who: str = "gan-train",
+                               option: str = "resume") -> tuple[Path, dict]:
+    """``(path, state)`` of the newest checkpoint of ``run_dir`` that loads.
+
+    Newer checkpoints that cannot be loaded (cut short, a FIFO, a symlink to a device, deleted
+    between listing and loading because a running training rotated it away ...) are skipped, with
+    one warning line each on stderr, ``"<who>: warning: checkpoint <file> <reason>. Using the older
+    <file>."``.  When a listed file vanished, the folder is listed again, so a training that keeps
+    writing and rotating checkpoints does not make this fail.  Problems with the folder itself, or
+    no loadable checkpoint at all, are one :class:`UserError` line starting ``"<option>=<run_dir>:"``.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"resume={run_dir}: no such folder. Pass the run folder printed at the end of a gan-train run.")
-    ckpts = list_checkpoints(run_dir)
-    if not ckpts:
-        raise UserError(f"resume={run_dir}: the folder holds no checkpoint ({CKPT_DIR}/step_*.pt); start a new run instead.")
-    problems = []
-    for p in reversed(ckpts):
-        try:
-            obj = load_checkpoint(p)
-        except UserError as e:
-            problems.append(str(e))
-            continue
-        for skipped in problems:  # say which newer checkpoints are skipped, and why
-            print(f"gan-train: warning: {skipped} Using the older {p.name}.", file=sys.stderr)
-        return p, obj
-    raise UserError(f"resume={run_dir}: no checkpoint there can be loaded; newest problem: {problems[0]}")
+        raise UserError(f"{option}={run_dir}: no such folder. Pass the run folder printed at the end of a gan-train run.")
+    problems: dict[Path, str] = {}  # skipped checkpoint -> why, in the order tried (newest first)
+    for _ in range(5):  # re-list only while files vanish under us
+        todo = [p for p in reversed(list_checkpoints(run_dir)) if p not in problems]
+        for p in todo:
+            try:
+                state = load_checkpoint(p)
+            except UserError as e:
+                problems[p] = str(e)
+                continue
+            for bad, why in problems.items():  # say which newer checkpoints are skipped, and why
+                older = "the older " if _step_of(p) < _step_of(bad) else ""
+                print(f"{who}: warning: {why} Using {older}{p}.", file=sys.stderr)
+            return p, state
+        if not todo or all(os.path.lexists(p) for p in todo):
+            break
+    instead = "start a new run" if option == "resume" else f"pass another {option}="
+    if not problems:
+        raise UserError(f"{option}={run_dir}: the folder holds no checkpoint ({CKPT_DIR}/step_*.pt); {instead} instead.")
+    newest = next(iter(problems.values())).rstrip(".")
+    which = (f"none of the {len(problems)} checkpoints in {CKPT_DIR}/ can be loaded (newest: {newest})"
+             if len(problems) > 1 else f"its only checkpoint cannot be loaded ({newest})")
+    raise UserError(f"{option}={run_dir}: {which}; restore a good checkpoint there or {instead}.")
+
+
+def _step_of(path: Path) -> int:
+    m = _NAME.match(Path(path).name)
+    return int(m.group(1)) if m else -1
+
+
+def latest_good_checkpoint(run_dir: Path | str) -> tuple[Path, dict]:
+    """gan-train resume=: the newest checkpoint of ``run_dir`` that loads (:func:`newest_loadable_checkpoint`)."""
+    return newest_loadable_checkpoint(run_dir, who="gan-train", option="resume")
 
 
 def rotate_checkpoints(run_dir: Path | str, keep: int) -> list[Path]:

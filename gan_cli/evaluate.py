@@ -31,7 +31,7 @@ def _load_checkpoint(path: str):
     if p.is_dir():
         if not ck.list_checkpoints(p):
             raise UserError(f"ckpt={path}: the folder holds no checkpoint (checkpoints/step_*.pt).")
-        return ck.newest_loadable(p, who="gan-eval")
+        return ck.newest_loadable_checkpoint(p, who="gan-eval", option="ckpt")
     if not p.exists() and not p.is_symlink():
         raise UserError(f"ckpt={path}: no such file or folder.")
     return p, ck.load_checkpoint(p)

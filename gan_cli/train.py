@@ -94,7 +94,9 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         run_dir = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir).expanduser()
         if holds_run(run_dir):
             raise UserError(f"{run_dir} already holds a run; use resume={shell_path(run_dir)} or another out_dir.")
-    with RunLock(run_dir):
+    held = _PRECHECK_LOCK.get("lock")
+    lock = held if held is not None and held.held and held.run_dir.resolve() == run_dir.resolve() else RunLock(run_dir)
+    with lock:
         if cfg.resume:
             path, resume_state = ck.latest_good_checkpoint(run_dir)
             cfg = _config_for_resume(cfg, resume_state["config"], overrides or [])
@@ -274,8 +276,8 @@ def _argv_value(argv: list[str], key: str):
 
 
 def _precheck_resume(argv: list[str]):
-    """Check resume=<folder> and take its lock before Hydra writes anything into it; returns the
-    held lock (kept for the life of the process) or None."""
+    """Check resume=<folder> and take its lock before Hydra writes anything into it (its record of
+    the resume); the lock is kept in _PRECHECK_LOCK for train()."""
     value = _argv_value(argv, "resume")
     if value is None:
         return None
@@ -286,8 +288,8 @@ def _precheck_resume(argv: list[str]):
         raise UserError(f"resume={value}: the folder holds no checkpoint (checkpoints/step_*.pt); start a new run instead.")
     from gan_cli.runlock import RunLock
 
-    lock = RunLock(folder)
-    lock.__enter__()
+    lock = RunLock(folder).acquire()
+    _PRECHECK_LOCK["lock"] = lock  # train() takes it over (one lock per folder and process)
     _, state = ck.latest_good_checkpoint(folder)
     steps = _argv_value(argv, "steps")
     steps = int(steps) if steps is not None and steps.lstrip("-").isdigit() else int(state["config"]["steps"])
@@ -295,9 +297,12 @@ def _precheck_resume(argv: list[str]):
     return lock
 
 
+_PRECHECK_LOCK: dict = {}
+
+
 def main() -> None:
     try:
-        lock = _precheck_resume(sys.argv[1:])  # noqa: F841  (held until the process ends)
+        _precheck_resume(sys.argv[1:])  # holds the run's lock until train() releases it
     except UserError as e:
         print(f"gan-train: error: {e}", file=sys.stderr)
         sys.exit(2)

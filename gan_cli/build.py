@@ -166,6 +166,29 @@ def plain_config(cfg: Any) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
+def flat_hparams(cfg) -> dict:
+    """The run's hyperparameters for TensorBoard's HParams: the same columns for every model, so a
+    sweep that mixes models keeps them all (a key a model lacks gets a neutral value)."""
+    c = plain_config(cfg)
+    m = c["model"]
+    return {
+        "model": m["name"],
+        "data": c["data"]["name"],
+        "net": net_label(cfg),
+        "seed": c["seed"],
+        "steps": c["steps"],
+        "batch_size": c["data"]["batch_size"],
+        "n_critic": m.get("n_critic", 1),
+        "lr_g": m["opt_g"]["lr"],
+        "lr_d": m["opt_d"]["lr"],
+        "opt": m["opt_g"]["name"],
+        "gp_weight": float(m.get("gp_weight") or 0.0),
+        "clip": float(m.get("clip") or 0.0),
+        "divergence": str(m.get("divergence", "-")),
+        "latent_dim": latent_dim(cfg),
+    }
+
+
 def load_config(plain: dict) -> DictConfig:
     """A run's saved config (from a checkpoint) as a read-only-struct DictConfig.
 

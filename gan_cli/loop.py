@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli import checkpoint as ck
 from gan_cli import runlog, seeds
 from gan_cli.hints import resume_command
-from gan_cli.build import (build_data, build_evaluator, build_nets, build_objective, build_optimizer, latent_dim,
-                           net_label, pick_device, plain_config)
+from gan_cli.build import (build_data, build_evaluator, build_nets, build_objective, build_optimizer, flat_hparams,
+                           latent_dim, pick_device, plain_config)
 from gan_cli.config import OnNonFinite, UserError, validate
 
 
@@ -54,29 +54,6 @@ def grad_norm(module: torch.nn.Module) -> torch.Tensor:
 
 def all_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
-
-
-def flat_hparams(cfg) -> dict:
-    """The run's hyperparameters for TensorBoard's HParams: the same columns for every model, so a
-    sweep that mixes models keeps them all (a key a model lacks gets a neutral value)."""
-    c = plain_config(cfg)
-    m = c["model"]
-    return {
-        "model": m["name"],
-        "data": c["data"]["name"],
-        "net": net_label(cfg),
-        "seed": c["seed"],
-        "steps": c["steps"],
-        "batch_size": c["data"]["batch_size"],
-        "n_critic": m.get("n_critic", 1),
-        "lr_g": m["opt_g"]["lr"],
-        "lr_d": m["opt_d"]["lr"],
-        "opt": m["opt_g"]["name"],
-        "gp_weight": float(m.get("gp_weight") or 0.0),
-        "clip": float(m.get("clip") or 0.0),
-        "divergence": str(m.get("divergence", "-")),
-        "latent_dim": latent_dim(cfg),
-    }
 
 
 @contextmanager

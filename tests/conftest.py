@@ -43,3 +43,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def assert_figure(path, min_width=200, min_height=150):
+    """A PNG figure that decodes, is at least this size and is not blank (several grey levels, some spread)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG", path
+        px = np.asarray(im.convert("L"))
+    assert px.shape[1] >= min_width and px.shape[0] >= min_height, (path, px.shape)
+    assert px.std() > 5 and len(np.unique(px)) > 8, f"{path} looks blank"
+    return px

@@ -12,8 +12,15 @@ import pytest
 import torch
 from scipy import stats
 
-from gan_cli.config import DataConfig, UserError
-from gan_cli.data import DataInfo, build_data, load_images
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from gan_cli.build import build_data
+from gan_cli.config import UserError
+from gan_cli.data import DataInfo
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
 try:
     from tests.idx import IDX_NAMES, fake_mnist, write_idx, write_mnist_raw
@@ -23,21 +30,26 @@ except ImportError:  # tests/ is not a package
 FASHION_SYSTEM = "/usr/share/datasets/fashion-mnist"
 
 
-def toy_cfg(name: str, **kw) -> DataConfig:
-    base = {
-        "ring8": dict(kind="toy2d", n_modes=8, radius=1.0, std=0.01),
-        "grid25": dict(kind="toy2d", grid=5, spacing=2.0, std=0.05, n_modes=25),
-        "mog1d": dict(kind="toy1d", n_modes=2, radius=2.0, std=0.5),
-        "lines": dict(kind="toy2d", n_modes=1, std=1.0),
-    }[name]
-    base.update(kw)
-    return DataConfig(name=name, **base)
+def data_cfg(name: str, **kw) -> dict:
+    """conf/data/<name>.yaml with ``kw`` on top (what gan-train builds for data=<name>)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+    cfg.pop("defaults", None)
+    return {**cfg, **kw}
 
 
-def image_cfg(name: str, root, **kw) -> DataConfig:
-    base = dict(kind="image", root=str(root), download=False, image_size=28, channels=1)
-    base.update(kw)
-    return DataConfig(name=name, **base)
+toy_cfg = data_cfg
+
+
+def image_cfg(name: str, root, **kw) -> dict:
+    return toy_cfg(name, **{"root": str(root), "download": False, "image_size": 28, "channels": 1, **kw})
+
+
+def load_images(cfg, split: str = "train"):
+    """An image data set's split as (uint8 (N, C, H, W), labels or None) on the CPU."""
+    src = build_data(cfg, "cpu", split)
+    if not hasattr(src, "images"):
+        raise UserError(f"data={cfg.get('name')} is not an image data set")
+    return src.images, src.labels
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -133,13 +145,13 @@ def test_toy_determinism(name):
     assert not torch.equal(first, second)
 
 
-def test_unknown_and_mismatched_kind():
+def test_unknown_target_and_unknown_key():
     with pytest.raises(UserError) as e:
-        build_data(DataConfig(name="ring9", kind="toy2d"), "cpu")
-    assert "ring8" in one_line(e)
+        build_data({**toy_cfg("ring8"), "_target_": "gan_cli.data.toy.ring9"}, "cpu")
+    assert "data._target_=gan_cli.data.toy.ring9 cannot be imported" in one_line(e)
     with pytest.raises(UserError) as e:
-        build_data(DataConfig(name="ring8", kind="image"), "cpu")
-    assert "data.kind" in one_line(e)
+        build_data(toy_cfg("ring8", image_size=28), "cpu")
+    assert "data.image_size is not a parameter of gan_cli.data.toy.ring" in one_line(e)
     with pytest.raises(UserError):
         load_images(toy_cfg("ring8"))
 
@@ -307,7 +319,7 @@ def test_fashion_mnist_from_debian_files(tmp_path):
 
 # ------------------------------------------------------------------------------------------ digits
 def test_digits():
-    cfg = DataConfig(name="digits", kind="image", image_size=8, channels=1)
+    cfg = data_cfg("digits", image_size=8, channels=1)
     images, labels = load_images(cfg, "train")
     test_images, test_labels = load_images(cfg, "test")
     assert images.shape == (1500, 1, 8, 8) and test_images.shape == (297, 1, 8, 8)
@@ -348,7 +360,7 @@ def test_image_folder(tmp_path):
     (folder / "notes.txt").write_text("not an image")
     _png(folder / ".hidden.png", np.zeros((8, 8), np.uint8))  # hidden files are skipped
 
-    cfg = DataConfig(name="image_folder", kind="image", path=str(folder), image_size=16, channels=3)
+    cfg = data_cfg("image_folder", path=str(folder), image_size=16, channels=3)
     images, labels = load_images(cfg)
     assert labels is None
     assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
@@ -360,18 +372,18 @@ def test_image_folder(tmp_path):
     assert (rgba_img[1].int() - 255).abs().max() <= 1 and (rgba_img[0].int() - 127).abs().max() <= 1  # on white
     assert torch.equal(grey, torch.full((3, 16, 16), 100, dtype=torch.uint8))
 
-    src = build_data(DataConfig(name="image_folder", kind="image", path=str(folder), image_size=8, channels=1), "cpu")
+    src = build_data(data_cfg("image_folder", path=str(folder), image_size=8, channels=1), "cpu")
     assert src.info.shape == (1, 8, 8) and len(src) == 4 and src.info.n_modes is None
     x = src.sample(10, gen(0))
     assert x.shape == (10, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
-    limited = load_images(DataConfig(name="image_folder", kind="image", path=str(folder), image_size=8,
+    limited = load_images(data_cfg("image_folder", path=str(folder), image_size=8,
                                      channels=1, limit=2))[0]
     assert len(limited) == 2
 
 
 def test_image_folder_errors(tmp_path):
     def cfg(path):
-        return DataConfig(name="image_folder", kind="image", path=path, image_size=16, channels=3)
+        return data_cfg("image_folder", path=path, image_size=16, channels=3)
 
     with pytest.raises(UserError) as e:
         build_data(cfg(None), "cpu")
@@ -393,8 +405,8 @@ def test_image_folder_errors(tmp_path):
     assert "broken.png" in one_line(e) and "cannot read image file" in str(e.value)
 
 
-def _folder_cfg(path, **kw) -> DataConfig:
-    return DataConfig(name="image_folder", kind="image", path=str(path), image_size=8, channels=1, **kw)
+def _folder_cfg(path, **kw) -> dict:
+    return data_cfg("image_folder", path=str(path), image_size=8, channels=1, **kw)
 
 
 def _rel(paths, folder):
@@ -587,7 +599,7 @@ def test_image_folder_high_bit_depth_grey(tmp_path, name, mode, scale, channels)
         Image.fromarray(_GRADIENT16.astype(np.uint16)).save(path)
     with Image.open(path) as im:
         assert im.mode == mode  # the file really is what this case is about
-    images, _ = load_images(DataConfig(name="image_folder", kind="image", path=str(path.parent), image_size=16,
+    images, _ = load_images(data_cfg("image_folder", path=str(path.parent), image_size=16,
                                        channels=channels))
     assert images.shape == (1, channels, 16, 16)
     for c in range(channels):
@@ -603,7 +615,7 @@ def test_image_folder_16bit_rgb_png(tmp_path):
     _png16_rgb(path, rgb)
     with Image.open(path) as im:
         assert im.mode == "RGB" and im.size == (16, 16)  # decoded as 8 bits per channel by PIL
-    images, _ = load_images(DataConfig(name="image_folder", kind="image", path=str(path.parent), image_size=16,
+    images, _ = load_images(data_cfg("image_folder", path=str(path.parent), image_size=16,
                                        channels=3))
     got = images[0].permute(1, 2, 0).numpy().astype(int)
     assert np.abs(got - rgb / 257.0).max() <= 1.0  # PIL keeps the high byte: v >> 8, within 1 of v / 257
@@ -617,13 +629,13 @@ def test_cifar10_offline_one_line_and_clean(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     root = tmp_path / "data"
     with pytest.raises(UserError) as e:
-        build_data(DataConfig(name="cifar10", kind="image", root=str(root), download=True), "cpu")
+        build_data(data_cfg("cifar10", root=str(root), download=True), "cpu")
     text = one_line(e)
     assert "CIFAR-10" in text and "downloading it failed" in text and "cifar-10-python.tar.gz" in text
     assert str(root) in text and "http" not in text
     assert list(root.iterdir()) == []  # the staging folder is gone
     with pytest.raises(UserError) as e:
-        load_images(DataConfig(name="cifar10", kind="image", root=str(root), download=False), "test")
+        load_images(data_cfg("cifar10", root=str(root), download=False), "test")
     assert "data.download=false" in one_line(e)
 
 

@@ -10,8 +10,9 @@ import torch
 from conftest import BIN, compose_train
 from hydra import compose, initialize_config_module
 
-from gan_cli.data import build_data
-from gan_cli.metrics.suite import SuiteContext, count_tag, generator_sampler, resolve_suite, run_suite
+from gan_cli.build import build_data, build_evaluator
+from gan_cli.metrics.evaluator import generator_sampler, resolve_suite
+from gan_cli.metrics.registry import count_tag
 from gan_cli.train import train
 from gan_cli.truncation import truncated_noise
 
@@ -55,9 +56,9 @@ class GridGenerator(torch.nn.Module):
 def test_truncation_lowers_recall_on_toy_problem():
     cfg = compose_train("data=grid25", "metrics=toy", "metrics.num_samples=1500")
     data = build_data(cfg.data, torch.device("cpu"))
-    ctx = SuiteContext(cfg.data, data, cfg.metrics, torch.device("cpu"))
+    ev = build_evaluator(cfg.metrics, cfg.data, data, "cpu")
     G = GridGenerator()
-    res = {psi: run_suite("toy", generator_sampler(G, 4, "cpu", 0, "interpolate", psi), ctx) for psi in (1.0, 0.3)}
+    res = {psi: ev(generator_sampler(G, 4, "cpu", 0, "interpolate", psi)) for psi in (1.0, 0.3)}
     t = "1.5k_k5"
     assert res[0.3][f"recall_{t}"] < res[1.0][f"recall_{t}"] - 0.3
     assert res[0.3][f"precision_{t}"] > 0.9  # fidelity kept
@@ -68,14 +69,14 @@ def test_truncation_lowers_recall_on_toy_problem():
 def test_toy_suite_counts_modes_of_known_generator():
     cfg = compose_train("data=ring8", "metrics=toy", "metrics.num_samples=1000")
     data = build_data(cfg.data, torch.device("cpu"))
-    ctx = SuiteContext(cfg.data, data, cfg.metrics, torch.device("cpu"))
+    ev = build_evaluator(cfg.metrics, cfg.data, data, "cpu")
     centers = data.info.centers[:4].float()
 
     def four_modes(k):  # samples from 4 of the 8 modes
         idx = torch.arange(k) % 4
         return centers[idx] + 0.01 * torch.randn(k, 2, generator=torch.Generator().manual_seed(k))
 
-    out = run_suite("toy", four_modes, ctx)
+    out = ev(four_modes)
     assert out["modes_1k"] == 4
     assert out["hq_1k"] > 0.95
     assert abs(out["rkl_1k"] - np.log(2)) < 0.01  # uniform over 4 of 8 modes: KL = log 2
@@ -87,13 +88,19 @@ def test_resolve_suite_defaults():
     from gan_cli.data import DataInfo
 
     img = DataInfo(name="fashion_mnist", kind="image", shape=(1, 28, 28), n_modes=10, centers=None, std=None)
+    rgb = DataInfo(name="image_folder", kind="image", shape=(3, 32, 32), centers=None, std=None)
     toy = DataInfo(name="ring8", kind="toy2d", shape=(2,), n_modes=8, centers=None, std=None)
-    assert resolve_suite(cfg.metrics, img, "fashion_mnist") == "images"
-    assert resolve_suite(cfg.metrics, toy, "ring8") == "toy"
+    labelled, unlabelled = type("S", (), {"labels": torch.zeros(3)})(), type("S", (), {"labels": None})()
+    assert resolve_suite(cfg.metrics, img, labelled) == "images"  # grey-scale with labels: a domain classifier
+    assert resolve_suite(cfg.metrics, toy) == "toy"
+    no_weights = compose_train("metrics.inception_weights=/nonexistent/pt_inception.pth").metrics
+    assert resolve_suite(no_weights, rgb, unlabelled) == "none"  # no Inception weights here: nothing to score with
     from gan_cli.config import UserError
 
     with pytest.raises(UserError):
-        resolve_suite(compose_train("metrics=images").metrics, toy, "ring8")
+        resolve_suite(compose_train("metrics=images").metrics, toy)
+    with pytest.raises(UserError, match="has none"):
+        resolve_suite(compose_train("metrics=images").metrics, rgb, unlabelled)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +118,16 @@ def test_gan_eval_end_to_end_on_checkpoint(short_run, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((short_run / "metrics.json").read_text())
     assert report["suite"] == "toy" and report["step"] == 20
-    assert set(report["truncation_sweep"]) == {"interpolate:1", "interpolate:0.5"}
+    assert set(report["truncation_sweep"]) == {"none", "interpolate:1", "interpolate:0.5"}
+    assert report["metrics"] == report["truncation_sweep"]["none"]
     m = report["metrics"]
     for k in ["modes_400", "hq_400", "w1_400", "precision_400_k5", "recall_400_k5", "critic_w_400"]:
         assert k in m and np.isfinite(m[k]) or k == "rkl_400", k
-    assert (short_run / "truncation_pr.png").stat().st_size > 1000
-    assert (short_run / "truncation.csv").read_text().count("\n") == 3
+    from conftest import assert_figure
+
+    assert_figure(short_run / "truncation.png", min_width=500)
+    lines = (short_run / "truncation.csv").read_text().splitlines()
+    assert lines[0].startswith("kind,psi,precision_400_k5,recall_400_k5,w1_400") and len(lines) == 4
     from conftest import scalar_tags
 
     assert "eval/w1_400" in scalar_tags(short_run).Tags()["scalars"]
@@ -157,10 +168,8 @@ def test_gan_eval_scores_a_folder_of_images(tmp_path):
     """Real digits written as PNGs score a far lower classifier FID than noise images."""
     from PIL import Image
 
-    from gan_cli.data import load_images
-
     cfg = compose_train("data=digits")
-    test_x, _ = load_images(cfg.data, "test")
+    test_x = build_data(cfg.data, "cpu", split="test").images
     real_dir, noise_dir = tmp_path / "real", tmp_path / "noise"
     real_dir.mkdir()
     noise_dir.mkdir()

@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gan_cli.config import DataConfig, UserError
+from gan_cli.config import UserError
+from gan_cli.data.images import ImageFolderConfig as DataConfig  # the image data schema (path, root, limit ...)
 from gan_cli.metrics import cache as cache_mod
 from gan_cli.metrics import classifier as clf_mod
 from gan_cli.metrics import inception as inc_mod
@@ -322,7 +323,7 @@ BASE = dict(extractor_id="inception:abc", layer="pool", num_samples=10000, seed=
 
 
 def test_key_is_canonical_and_sensitive():
-    cfg = DataConfig(name="fashion_mnist", kind="image", image_size=28, channels=1)
+    cfg = DataConfig(name="fashion_mnist", image_size=28, channels=1)
     k0 = cache_mod.real_stats_key(cfg, **BASE)
     assert k0 == cache_mod.real_stats_key(cfg, **dict(reversed(list(BASE.items()))))
     assert len(k0) == 64

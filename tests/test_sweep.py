@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN
+from conftest import BIN, assert_figure
 
 from gan_cli.config import UserError
 from gan_cli.sweep import collect, summarize
@@ -50,7 +50,7 @@ def test_summary_lists_every_job_including_the_failed_one(sweep_dir):
     data = json.loads((sweep_dir / "sweep_summary.json").read_text())
     assert data["swept"] == ["model.opt_d.lr"] and len(data["jobs"]) == 3
     assert data["common_overrides"]["model"] == "gan"
-    assert (sweep_dir / "sweep_summary.png").stat().st_size > 1000
+    assert_figure(sweep_dir / "sweep_summary.png")
     assert list((sweep_dir / "tb_summary").glob("events.out.tfevents.*"))
     assert out["plot"] == {"x": "model.opt_d.lr", "y": "modes_200"}
 

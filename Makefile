@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: train the default GAN (WGAN-GP on the 8-Gaussian ring; no network needed)
+## demo: train the default GAN (non-saturating GAN on the 8-Gaussian ring, 3,000 steps; no network needed)
 demo: $(STAMP)
 	$(VENV)/bin/gan-train
 
@@ -37,8 +37,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_train.py
 
+## tensorboard: single runs (outputs/) and sweeps (multirun/) side by side
 tensorboard: $(STAMP)
-	$(VENV)/bin/tensorboard --logdir outputs
+	mkdir -p outputs multirun
+	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -29,6 +29,14 @@ CKPT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
 
+BEST = "best.pt"
+
+
+def best_path(run_dir: Path) -> Path:
+    """``checkpoints/best.pt``: kept beside the rotating ones (its name never matches ``step_*.pt``)."""
+    return Path(run_dir) / CKPT_DIR / BEST
+
+
 def ckpt_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CKPT_DIR / f"step_{step:08d}.pt"
 
@@ -133,6 +141,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

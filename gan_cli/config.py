@@ -124,6 +124,9 @@ class TrainConfig:
     image_every: int = 500
     ckpt_every: int = 1000
     keep_ckpts: int = 3
+    # keep checkpoints/best.pt: the step with the best value of this metric (its registry direction),
+    # e.g. ckpt_best=fid; never rotated away
+    ckpt_best: Optional[str] = None
     eval_every: int = 0  # 0: only at the end (when a metric suite is set)
     estimate_batch: int = 1024  # held-out batch for the divergence estimate
     num_image_samples: int = 64
@@ -142,12 +145,19 @@ class TruncationConfig:
 
 
 @dataclass
+class ExportConfig:
+    dir: Optional[str] = None  # export=<dir>: write the generator's samples there as PNG files
+    n: int = 50000
+
+
+@dataclass
 class EvalConfig:
     ckpt: Optional[str] = None  # a run folder or a checkpoint file
     folder: Optional[str] = None  # or: a folder of images scored against data=<name>
     data: Any = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     truncation: TruncationConfig = field(default_factory=TruncationConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 0
     device: str = "auto"
     out: Optional[str] = None  # where metrics.json goes (default: beside the checkpoint / in the folder)

@@ -81,6 +81,12 @@ def evaluate(cfg: DictConfig) -> dict:
         raise UserError("truncation.kind=both needs truncation.sweep=[psi,...], e.g. truncation.sweep=[2.0,1.0,0.7,0.5].")
     check("interpolate" if both else cfg.truncation.kind, cfg.truncation.psi)
 
+    if cfg.export.dir:
+        if not cfg.ckpt:
+            raise UserError("export=<dir> writes a generator's samples: pass ckpt=<run folder or checkpoint>.")
+        ckpt_path, state = _load_checkpoint(cfg.ckpt)
+        G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
+        return export_samples(G, latent, device, data.info, cfg)
     if cfg.ckpt:
         ckpt_path, state = _load_checkpoint(cfg.ckpt)
         G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
@@ -149,6 +155,43 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
+def export_samples(G, latent: int, device, info, cfg) -> dict:
+    """``export=<dir> export.n=N``: N samples as numbered 8-bit PNG files (the data's size and channels),
+    for scoring with torch-fidelity, clean-fid or pytorch-fid.  Latents from the eval stream of
+    ``seed``, truncated when ``truncation.kind`` is set."""
+    from PIL import Image
+
+    from gan_cli.metrics.evaluator import generator_sampler
+
+    if info.kind != "image":
+        raise UserError(f"export= writes images, but data={info.name} is {info.kind} data; evaluate it with metrics=toy.")
+    n = int(cfg.export.n)
+    if n < 1:
+        raise UserError(f"export.n={n} must be >= 1.")
+    out = Path(cfg.export.dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"export={out} exists and is not an empty folder: choose a new folder, so that samples of "
+                        f"different runs are never mixed.")
+    _check_writable(out)
+    kind = str(cfg.truncation.kind)
+    if kind == "both":
+        raise UserError("export= takes one truncation kind: truncation.kind=none|resample|interpolate.")
+    sample = generator_sampler(G, latent, device, int(cfg.seed), kind, float(cfg.truncation.psi))
+    mode = {1: "L", 3: "RGB"}[int(info.shape[0])]
+    width = max(6, len(str(n - 1)))
+    done = 0
+    while done < n:
+        k = min(500, n - done)
+        x = sample(k).detach().float().cpu()
+        u8 = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [-1, 1] -> 0..255
+        for i in range(k):
+            img = u8[i, :, :, 0] if mode == "L" else u8[i]
+            Image.fromarray(img, mode).save(out / f"{done + i:0{width}d}.png")
+        done += k
+    print(f"wrote {n} PNG files ({info.shape[-1]}x{info.shape[-2]}, {mode}) to {shell_path(out)}")
+    return {"export": str(out), "n": n, "truncation": kind, "psi": float(cfg.truncation.psi), "seed": int(cfg.seed)}
+
+
 def _check_writable(out_dir: Path) -> None:
     """One line before the work starts when the results cannot be written."""
     import os
@@ -175,6 +218,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     torch.set_grad_enabled(True)
+    # `export=<dir>` is the short form of `export.dir=<dir>` (export.n sets the count)
+    sys.argv = [("export.dir=" + a[len("export="):]) if a.startswith("export=") else a for a in sys.argv]
     _hydra_main()
 
 

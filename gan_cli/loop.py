@@ -129,11 +129,42 @@ class Trainer:
         self.fixed_z = torch.randn(cfg.num_image_samples, self.latent_dim,
                                    generator=seeds.generator(cfg.seed, "fixed_z")).to(self.device)
         self.evaluator = build_evaluator(cfg.metrics, cfg.data, self.data, self.device)
+        self.best = self._best_tracker(cfg.ckpt_best)
         self.step = 0
         self.skips = 0
         self._zero_acc()
         if resume_state is not None:
             self._restore(resume_state)
+
+    def _best_tracker(self, name) -> dict | None:
+        """ckpt_best=<metric>: its direction from the registry and the best value so far (best.json)."""
+        if not name:
+            return None
+        from gan_cli.metrics.registry import direction
+
+        if not self.evaluator.active:
+            raise UserError(f"ckpt_best={name} needs metrics to evaluate; this run has none (metrics.suite="
+                            f"{self.evaluator.suite}): choose metrics=toy|images|inception or drop ckpt_best.")
+        if direction(str(name)) is None:
+            raise UserError(f"ckpt_best={name}: no registered metric says whether lower or higher is better; use a "
+                            f"metric name such as fid, kid, w1, rkl, modes, precision or recall.")
+        saved = ck.read_json(ck.best_path(self.run_dir).with_suffix(".json")) or {}
+        return {"name": str(name), "direction": direction(str(name)), "value": saved.get("value"),
+                "key": saved.get("key")}
+
+    def _keep_best(self, values: dict) -> None:
+        b = self.best
+        key = b["key"] if b["key"] in values else next((k for k in values if k.startswith(b["name"])), None)
+        if key is None or not math.isfinite(values[key]):
+            return
+        v = values[key]
+        better = b["value"] is None or (v < b["value"] if b["direction"] == "min" else v > b["value"])
+        if better:
+            path = ck.best_path(self.run_dir)
+            ck.save_checkpoint(path, self.state_dict())
+            ck.write_json(path.with_suffix(".json"), {"step": self.step, "key": key, "value": v,
+                                                       "direction": b["direction"]})
+            b.update(value=v, key=key)
 
     # -- state ---------------------------------------------------------------
     def _zero_acc(self):
@@ -271,9 +302,11 @@ class Trainer:
             lo = max(self.step - self.cfg.log_every, 0)
             ckpts = ck.list_checkpoints(self.run_dir)
             last = f"last good checkpoint: {ckpts[-1]}" if ckpts else "no checkpoint was written yet"
+            skip = self.cfg.guard.on_nonfinite == OnNonFinite.skip  # skipping bad steps did not save it
+            hint = "" if skip else " or guard.on_nonfinite=skip"
             raise Diverged(
                 f"{bad[0]} became {host.get(bad[0], 'NaN/inf')} between steps {lo} and {self.step}; {last}. "
-                f"Try a lower learning rate (model.opt_d.lr / model.opt_g.lr) or guard.on_nonfinite=skip."
+                f"Try a lower learning rate (model.opt_d.lr / model.opt_g.lr){hint}."
             )
 
     def log_pictures(self, writer):
@@ -313,6 +346,8 @@ class Trainer:
             writer.add_scalar(f"metrics/{k}", v, self.step)
         runlog.append(self.run_dir / runlog.METRICS, {"step": self.step, "time": t0, "seconds": time.time() - t0,
                                                       "suite": self.evaluator.suite, **values})
+        if self.best is not None:
+            self._keep_best(values)
         return values
 
     def save(self) -> Path:

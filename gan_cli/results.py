@@ -9,7 +9,6 @@ tables.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -80,13 +79,6 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _split_override(o: str) -> tuple[str, str]:
     key, _, value = o.partition("=")
     return key.lstrip("+~"), value
@@ -110,8 +102,8 @@ def load_job(folder: Path) -> Job:
         overrides = dict(_split_override(o) for o in (OmegaConf.load(hydra_dir / "overrides.yaml") or []))
     except Exception:
         overrides = {}
-    status = _read_json(folder / "status.json")
-    results = _read_json(folder / "results.json")
+    status = ck.read_json(folder / "status.json")
+    results = ck.read_json(folder / "results.json")
     if status is None:
         state, error = "failed", "no status.json (the job never started training)"
     else:

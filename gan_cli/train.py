@@ -131,19 +131,10 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
 def check_resume_steps(run_dir: Path, ckpt_step: int, steps: int) -> None:
     """Refuse a resume that has nothing to do: steps below the checkpoint's, or a completed run."""
-    state = (_read_json(run_dir / "status.json") or {}).get("state")
+    state = (ck.read_json(run_dir / "status.json") or {}).get("state")
     if steps < ckpt_step or (steps == ckpt_step and state == "completed"):
         raise UserError(f"{run_dir} is already at step {ckpt_step}; pass steps greater than {ckpt_step} to continue "
                         f"({resume_command(run_dir)} steps={ckpt_step * 2}).")
-
-
-def _read_json(path: Path):
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _record(status: Path, obj: dict) -> None:
@@ -288,20 +279,55 @@ def _precheck_resume(argv: list[str]):
         raise UserError(f"resume={value}: the folder holds no checkpoint (checkpoints/step_*.pt); start a new run instead.")
     from gan_cli.runlock import RunLock
 
+    keys = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")}
+    bad = sorted(k for k in keys - {"resume"} if not _resume_overridable(k))
+    if bad:
+        raise UserError(f"resume takes the run's saved config; these overrides cannot change on resume: {', '.join(bad)} "
+                        f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*).")
     lock = RunLock(folder).acquire()
+    try:
+        _, state = ck.latest_good_checkpoint(folder)
+        steps = _argv_value(argv, "steps")
+        steps = int(steps) if steps is not None and steps.lstrip("-").isdigit() else int(state["config"]["steps"])
+        check_resume_steps(folder, int(state["step"]), steps)
+    except BaseException:
+        lock.release()  # a refused resume leaves the folder as it was
+        raise
     _PRECHECK_LOCK["lock"] = lock  # train() takes it over (one lock per folder and process)
-    _, state = ck.latest_good_checkpoint(folder)
-    steps = _argv_value(argv, "steps")
-    steps = int(steps) if steps is not None and steps.lstrip("-").isdigit() else int(state["config"]["steps"])
-    check_resume_steps(folder, int(state["step"]), steps)
     return lock
 
 
 _PRECHECK_LOCK: dict = {}
 
 
+def _precheck_writable(argv: list[str]) -> None:
+    """A fresh run's output folder (out_dir, hydra.run.dir / hydra.sweep.dir, else outputs/ or multirun/)
+    must be writable: one line before Hydra or the training starts, instead of a traceback later."""
+    import tempfile
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    target = _argv_value(argv, "out_dir") or _argv_value(argv, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    folder = Path(target or ("multirun" if multirun else "outputs")).expanduser().absolute()
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"cannot write the run into {folder}: {probe} is not a folder; choose another out_dir.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".gan-train-probe-") as f:
+            f.write(b"\0" * 65536)  # a little space too: a full disk fails here, not after training
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UserError(f"cannot write the run into {folder} ({e.strerror or e} in {probe}): run from a folder you "
+                        f"can write to, or set out_dir=<a writable folder>.") from None
+
+
 def main() -> None:
     try:
+        if _argv_value(sys.argv[1:], "resume") is None and not any(a in ("--help", "-h", "--cfg", "-c", "--info")
+                                                                   or a.startswith("--cfg") for a in sys.argv[1:]):
+            _precheck_writable(sys.argv[1:])
         _precheck_resume(sys.argv[1:])  # holds the run's lock until train() releases it
     except UserError as e:
         print(f"gan-train: error: {e}", file=sys.stderr)

@@ -260,7 +260,8 @@ def test_end_of_run_shows_metrics_and_no_matplotlib_warnings(tmp_path):
 def test_hparams_have_the_same_columns_for_every_model():
     from gan_cli.build import flat_hparams
 
-    cols = {m: set(flat_hparams(compose_train(f"model={m}"))) for m in ("gan", "nsgan", "fgan", "wgan", "wgan_gp")}
+    models = [p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml")]
+    cols = {m: set(flat_hparams(compose_train(f"model={m}"))) for m in models}
     assert len({frozenset(c) for c in cols.values()}) == 1 and "divergence" in cols["gan"]
 
 

@@ -236,17 +236,12 @@ class FIDInceptionV3(nn.Module):
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images (N, C, H, W) -> (N, 3, 299, 299): repeat grey to RGB, bilinear resize (align_corners=False)."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise UserError(
-            f"The Inception extractor needs images shaped (N, 1 or 3, H, W); got {tuple(images.shape)}."
-        )
-    x = images.float()
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-    return x
+    """[-1, 1] images (N, C, H, W) -> (N, 3, 299, 299): repeat grey to RGB, bilinear resize (align_corners=False).
+
+    The ``pytorch_fid`` mode of :mod:`gan_cli.metrics.preprocess` (the default); the other modes are there."""
+    from gan_cli.metrics.preprocess import pytorch_fid
+
+    return pytorch_fid(images)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -332,12 +327,20 @@ class InceptionExtractor(nn.Module):
     dims = POOL_DIMS
     num_classes = NUM_CLASSES
 
-    def __init__(self, net: FIDInceptionV3, weights_id: str):
+    def __init__(self, net: FIDInceptionV3, weights_id: str, preprocess: str = "pytorch_fid"):
         super().__init__()
+        from gan_cli.metrics.preprocess import get_preprocess, metric_tag
+
         self.net = net
         #: identifies the weights in cache keys (sha256 of the weight file)
         self.weights_id = weights_id
-        self.cache_id = f"inception-2015-12-05:{weights_id}:bilinear299"
+        #: the preprocessing mode (metrics.preprocess): a component, images -> network input
+        self.preprocessing = get_preprocess(preprocess)
+        self.preprocess = self.preprocessing.name
+        #: the extractor tag in metric names (inception, inception_tf, inception_clean)
+        self.tag = metric_tag(self.preprocess)
+        # the mode is part of every cache key; the default mode keeps the key it always had
+        self.cache_id = f"inception-2015-12-05:{weights_id}:{self.preprocessing.cache_tag}"
 
     def train(self, mode: bool = True):
         """A frozen feature extractor stays in eval mode (batch-norm running statistics, no dropout)."""
@@ -346,7 +349,7 @@ class InceptionExtractor(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict:
         dev = next(self.net.parameters()).device
-        pool, logits = self.net(preprocess(images.to(dev)))
+        pool, logits = self.net(self.preprocessing.fn(images.to(dev)))
         return {"pool": pool, "logits": logits}
 
 
@@ -355,15 +358,22 @@ _LOCK = threading.Lock()
 
 
 def get_inception(weights: Optional[str] = None, device: str | torch.device = "cpu",
-                  download: bool = True) -> InceptionExtractor:
-    """The FID Inception extractor on ``device``; loaded once per (weight file, device) per process.
+                  download: bool = True, preprocess: str = "pytorch_fid") -> InceptionExtractor:
+    """The FID Inception extractor on ``device`` with the preprocessing mode ``preprocess``
+    (:mod:`gan_cli.metrics.preprocess`); the network is loaded once per (weight file, device) per process
+    and shared by the modes.
 
     ``weights``: ``metrics.inception_weights`` (``None``: torch hub's checkpoints folder, then download).
     """
+    from gan_cli.metrics.preprocess import get_preprocess
+
+    mode = get_preprocess(preprocess).name  # an unknown mode fails before any file is looked for
     path = find_weights(weights, download=download)
     key = (str(path.resolve()), os.path.getmtime(path), str(torch.device(device)))
     with _LOCK:
         if key not in _CACHE:
-            net = load_network(path).to(device)
-            _CACHE[key] = InceptionExtractor(net, file_sha256(path)[:16]).eval()
-        return _CACHE[key]
+            _CACHE[key] = (load_network(path).to(device), file_sha256(path)[:16], {})
+        net, sha, by_mode = _CACHE[key]
+        if mode not in by_mode:
+            by_mode[mode] = InceptionExtractor(net, sha, mode).eval()
+        return by_mode[mode]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from hydra.utils import get_method, instantiate
@@ -166,9 +166,10 @@ def plain_config(cfg: Any) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
-def flat_hparams(cfg) -> dict:
+def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
     """The run's hyperparameters for TensorBoard's HParams: the same columns for every model, so a
-    sweep that mixes models keeps them all (a key a model lacks gets a neutral value)."""
+    sweep that mixes models keeps them all (a key a model lacks gets a neutral value).  ``preprocess``:
+    the Inception preprocessing mode the evaluator used ("-" when the run has no Inception metrics)."""
     c = plain_config(cfg)
     m = c["model"]
     return {
@@ -186,6 +187,7 @@ def flat_hparams(cfg) -> dict:
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
         "latent_dim": latent_dim(cfg),
+        "preprocess": str(preprocess or "-"),
     }
 
 

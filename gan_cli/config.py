@@ -103,6 +103,9 @@ class MetricsConfig:
     num_samples: int = 0  # 0: the data kind's default (gan_cli.metrics.registry.DEFAULT_SAMPLES)
     feature_batch: int = 500
     inception_weights: Optional[str] = None
+    # Inception preprocessing (gan_cli.metrics.preprocess): pytorch_fid | torch_fidelity | clean; the domain
+    # classifier (suite images) ignores it.  Non-default modes end the metric names in _tf / _clean.
+    preprocess: str = "pytorch_fid"
     cache_dir: str = "~/.cache/gan_cli"
     k: int = 5  # k-NN size for precision/recall/density/coverage (prdc convention, strict <)
     critic_w: bool = False  # also estimate W1 with a freshly trained WGAN-GP critic
@@ -160,6 +163,9 @@ class EvalConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 0
     device: str = "auto"
+    # ref=<folder of images | stats .npz>: score folder= against it (folder vs folder, or FID against mu/sigma)
+    ref: Optional[str] = None
+    save_stats: Optional[str] = None  # save_stats=<file.npz>: write folder='s Inception mu/sigma (pytorch-fid format)
     out: Optional[str] = None  # where metrics.json goes (default: beside the checkpoint / in the folder)
     tensorboard: bool = True  # also log eval/* scalars to the run's TensorBoard
     # sweep=<multirun folder>: summarise every job (gan_cli.sweep) instead of scoring one checkpoint
@@ -244,6 +250,11 @@ def validate(cfg: Any) -> None:
             continue
         if not ok(value):
             raise UserError(f"{path}={value} is out of range: {text}. Fix it on the command line, e.g. {path}=<value>.")
+    mode = _get(cfg, "metrics.preprocess")
+    if mode is not _ABSENT:
+        from gan_cli.metrics.preprocess import get_preprocess
+
+        get_preprocess(mode)  # one line naming the modes
     dev = str(cfg.device)
     if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
         raise UserError(f"device={dev} is not a device: use auto, cpu, cuda or cuda:N.")

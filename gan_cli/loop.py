@@ -344,8 +344,9 @@ class Trainer:
         values = self.evaluator(generator_sampler(self.G, self.latent_dim, self.device, self.cfg.seed))
         for k, v in values.items():
             writer.add_scalar(f"metrics/{k}", v, self.step)
+        mode = {"preprocess": self.evaluator.preprocess} if self.evaluator.preprocess else {}  # Inception only
         runlog.append(self.run_dir / runlog.METRICS, {"step": self.step, "time": t0, "seconds": time.time() - t0,
-                                                      "suite": self.evaluator.suite, **values})
+                                                      "suite": self.evaluator.suite, **mode, **values})
         if self.best is not None:
             self._keep_best(values)
         return values
@@ -429,6 +430,7 @@ class Trainer:
                 "final": {**last_host, **metrics},
                 "metrics": metrics,
                 "suite": self.evaluator.suite,
+                "preprocess": self.evaluator.preprocess,  # Inception preprocessing mode (None: no Inception)
             }
             self._log_hparams(writer, last_host, metrics)
             return result
@@ -440,7 +442,7 @@ class Trainer:
 
         values = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         values.update({f"metrics/{k}": float(v) for k, v in metrics.items() if math.isfinite(v)})
-        exp, ssi, sei = hparams(flat_hparams(self.cfg), values)
+        exp, ssi, sei = hparams(flat_hparams(self.cfg, self.evaluator.preprocess), values)
         fw = writer._get_file_writer()
         for s in (exp, ssi, sei):
             fw.add_summary(s)

@@ -216,6 +216,8 @@ def _summary(cfg, result: dict) -> None:
     t.add_column("value", overflow="fold")
     for k, v in result["final"].items():
         t.add_row(k, f"{v:.5g}" if isinstance(v, float) else str(v))
+    if result.get("preprocess"):  # beside the FID/KID/IS values: which Inception preprocessing made them
+        t.add_row("preprocess", str(result["preprocess"]))
     con.print(t)
     con.print(f"run folder: {shell_path(result['run_dir'])}")
     con.print(f"checkpoint: {shell_path(result['checkpoint'])}")

@@ -80,6 +80,7 @@ class Evaluator:
         self.info = source.info
         self.suite = resolve_suite(metrics_cfg, self.info, source)
         self.inputs, self.features = SUITES[self.suite]
+        self.preprocess = self._preprocess_mode()
         self.k = int(metrics_cfg.k)
         self.metrics = self._select(list(getattr(metrics_cfg, "names", None) or []))
         self.n = self._size(int(n or metrics_cfg.num_samples or DEFAULT_SAMPLES[self.info.kind]))
@@ -87,6 +88,20 @@ class Evaluator:
         self._extractor = None
 
     # -- set-up ---------------------------------------------------------------
+    def _preprocess_mode(self) -> Optional[str]:
+        """The Inception preprocessing mode (inception suite only; None otherwise).  It is a component of
+        the extractor, and its tag (inception, inception_tf, inception_clean) names the metrics."""
+        from gan_cli.metrics.preprocess import DEFAULT, get_preprocess, metric_tag
+
+        mode = get_preprocess(getattr(self.cfg, "preprocess", None) or DEFAULT).name
+        if self.suite != "inception":
+            if mode != DEFAULT and self.suite == "images":
+                _warn(f"metrics.preprocess={mode} applies to the Inception network; metrics=images (the domain "
+                      f"classifier, names _clf) ignores it.")
+            return None
+        self.features = metric_tag(mode)
+        return mode
+
     def _select(self, names: list[str]):
         if self.inputs is None:
             return []
@@ -119,10 +134,10 @@ class Evaluator:
 
     def extractor(self):
         if self._extractor is None and self.features is not None:
-            if self.features == "inception":
+            if self.suite == "inception":
                 from gan_cli.metrics.inception import get_inception
 
-                self._extractor = get_inception(self.cfg.inception_weights, self.device)
+                self._extractor = get_inception(self.cfg.inception_weights, self.device, preprocess=self.preprocess)
             else:
                 from gan_cli.metrics.classifier import get_classifier
 
@@ -171,7 +186,11 @@ class Evaluator:
         if not self.metrics:
             return {}
         n = min(int(n or self.n), self.n)
-        real, fake = self.real(), self.fake(sample_fn, n)
+        return self.score(self.real(), self.fake(sample_fn, n), n)
+
+    def score(self, real, fake, n: int) -> dict:
+        """Every selected metric on given real and generated inputs (``n`` generated samples); real features
+        may be statistics only (``{"mu", "sigma"}``) for FID and IS (gan-eval ref=<stats.npz>)."""
         ctx = MetricContext(n=n, tag=count_tag(n), info=self.info, k=self.k, features=self.features, options=self.cfg)
         out: dict[str, float] = {}
         for m in self.metrics:

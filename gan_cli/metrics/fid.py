@@ -137,7 +137,8 @@ def stats_to_fid(mu1, sigma1, mu2, sigma2) -> float:
 
 @register_metric("fid", inputs="features", order=10, kinds=("image",), directions={"fid": "min"})
 def _fid(real, fake, ctx):
-    """Frechet distance of the pool features (float64 statistics)."""
-    mu_r, s_r = features_to_stats(real["pool"])
+    """Frechet distance of the pool features (float64 statistics); the real side may be given as statistics
+    (``real = {"mu", "sigma"}``, a stats file)."""
+    mu_r, s_r = (real["mu"], real["sigma"]) if "mu" in real else features_to_stats(real["pool"])
     mu_f, s_f = features_to_stats(fake["pool"])
     return {f"fid{ctx.tag}_{ctx.features}": stats_to_fid(mu_r, s_r, mu_f, s_f)}

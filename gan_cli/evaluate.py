@@ -74,6 +74,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
         return summarize(cfg.sweep, cfg.sort_by, cfg.plot_x, cfg.plot_y, cfg=cfg, tensorboard=cfg.tensorboard)
     device = pick_device(cfg.device)
+    if cfg.ref or cfg.save_stats:  # folder against folder / statistics, or a folder's statistics
+        return evaluate_folders(cfg, device)
     if bool(cfg.ckpt) == bool(cfg.folder):
         raise UserError("gan-eval needs exactly one of ckpt=<run folder or checkpoint> or folder=<images> data=<name>.")
     both = cfg.truncation.kind == "both"  # resample and interpolate in one sweep and figure
@@ -125,12 +127,15 @@ def evaluate(cfg: DictConfig) -> dict:
         runs = {name: evaluator(generator_sampler(G, latent, device, int(cfg.seed), kind, psi))}
     results = runs[next(iter(runs))]
 
-    report = {**source, "suite": evaluator.suite, "seed": int(cfg.seed), "num_samples": evaluator.n,
+    report = {**source, "suite": evaluator.suite, "preprocess": evaluator.preprocess, "seed": int(cfg.seed),
+              "num_samples": evaluator.n,
               "truncation": OmegaConf.to_container(cfg.truncation), "metrics": results}
     if len(runs) > 1:
         report["truncation_sweep"] = runs
     ck.write_json(out_dir / "metrics.json", report)
     title = f"gan-eval {evaluator.suite}: {source.get('checkpoint', source.get('folder'))}"
+    if evaluator.preprocess:  # which Inception preprocessing made these numbers
+        title += f" (preprocess={evaluator.preprocess})"
     fig = None
     if len(runs) > 1:
         from gan_cli import viz
@@ -152,6 +157,100 @@ def evaluate(cfg: DictConfig) -> dict:
             if fig is not None:
                 w.add_figure("eval/truncation", fig, report["step"])
     print(f"wrote {shell_path(out_dir / 'metrics.json')}")
+    return report
+
+
+class _FolderSet:
+    """What the Evaluator needs to know of a folder of images scored against another (no data set)."""
+
+    labels = None
+
+    def __init__(self, folder: str, files: list[str]):
+        from gan_cli.data.base import DataInfo
+        from gan_cli.metrics.folders import read_rgb
+
+        self.files = files
+        self.info = DataInfo(name=f"folder {folder}", kind="image", shape=tuple(read_rgb(files[0]).shape))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def evaluate_folders(cfg: DictConfig, device) -> dict:
+    """``folder=A ref=B``: A scored against the images of folder B (FID, KID, IS of A, PRDC) or against the
+    statistics B.npz (FID, IS of A); ``folder=A save_stats=A.npz``: A's Inception statistics.  All images of
+    each folder at their own size (``metrics.num_samples=N``: the first N of each), Inception features with
+    ``metrics.preprocess``.  One JSON line on stdout (and ``metrics.json`` in ``out``, default the folder)."""
+    import json
+
+    from gan_cli.metrics import folders as fo
+    from gan_cli.metrics.evaluator import Evaluator, _warn
+    from gan_cli.metrics.fid import features_to_stats
+
+    if not cfg.folder:
+        raise UserError("ref= and save_stats= score a folder of images: pass folder=<dir> (gan-eval folder=A ref=B, "
+                        "or folder=A save_stats=A.npz).")
+    if cfg.ckpt or cfg.data is not None:
+        raise UserError("folder=<dir> ref=<dir or .npz> compares a folder with another folder or statistics: "
+                        "leave out ckpt= and data=.")
+    suite = str(cfg.metrics.suite)
+    if suite not in ("auto", "inception"):
+        raise UserError(f"ref= and save_stats= use the FID Inception network, not metrics={suite} (the domain "
+                        f"classifier needs a labelled data set: folder=<dir> data=<name> metrics=images).")
+    mcfg = OmegaConf.merge(cfg.metrics, {"suite": "inception"})
+    want = int(mcfg.num_samples or 0)
+
+    def take(files: list[str], option: str, folder: str) -> list[str]:
+        if want > len(files):
+            raise UserError(f"{option}={folder} holds {len(files)} images but metrics.num_samples={want}; lower it.")
+        return files[:want] if want else files
+
+    files = take(fo.image_files(cfg.folder, "folder"), "folder", cfg.folder)
+    ref_files = stats = None
+    if cfg.ref:
+        if Path(str(cfg.ref)).expanduser().is_dir():
+            ref_files = take(fo.image_files(cfg.ref, "ref"), "ref", cfg.ref)
+        elif not Path(str(cfg.ref)).expanduser().is_file():
+            raise UserError(f"ref={cfg.ref} does not exist: give a folder of images or a .npz of statistics "
+                            f"(mu, sigma).")
+    ev = Evaluator(mcfg, None, _FolderSet(cfg.folder, files), device, n=len(files))
+    ext = ev.extractor()  # no weights: one line naming the file and where it goes
+    report = {"folder": str(cfg.folder), "preprocess": ev.preprocess, "suite": ev.suite, "num_samples": len(files)}
+    out_dir = Path(cfg.out or cfg.folder).expanduser()
+    if cfg.ref:
+        if ref_files is None:
+            stats = fo.load_stats(cfg.ref, ext.dims, ev.preprocess)
+            kept = [m for m in ev.metrics if m.name in ("fid", "is")]
+            dropped = [m.name for m in ev.metrics if m not in kept]
+            if dropped:
+                _warn(f"ref={cfg.ref} holds statistics only (mu, sigma): {', '.join(dropped)} need the reference "
+                      f"images and are skipped; FID{' and the IS of folder=' if any(m.name == 'is' for m in kept) else ''}"
+                      f" are reported (give ref=<folder of images> for all metrics).")
+            if not kept:
+                raise UserError(f"ref={cfg.ref} holds statistics only: of metrics.names only fid (and is) can run.")
+            ev.metrics = kept
+        _check_writable(out_dir)
+    fake = fo.folder_features(ext, files, int(mcfg.feature_batch), device)
+    if cfg.save_stats:
+        mu, sigma = features_to_stats(fake["pool"], allow_singular=True)
+        report["save_stats"] = str(fo.save_stats(cfg.save_stats, mu, sigma, ev.preprocess, len(files)))
+    if cfg.ref:
+        if ref_files is not None:
+            real = fo.folder_features(ext, ref_files, int(mcfg.feature_batch), device)
+            report.update(ref=str(cfg.ref), num_ref=len(ref_files))
+        else:
+            real = {"mu": stats["mu"], "sigma": stats["sigma"]}
+            report.update(ref=str(cfg.ref), num_ref=None, ref_preprocess=stats["preprocess"])
+        smallest = min(len(files), len(ref_files) if ref_files is not None else len(files))
+        if "fid" in ev.names and smallest <= ext.dims:
+            _warn(f"FID of {smallest} <= {ext.dims} images: the covariance is singular and the FID biased upward "
+                  f"(pytorch-fid, torch-fidelity and clean-fid compute it the same way); use 10,000 or more images.")
+        report["metrics"] = ev.score(real, fake, len(files), allow_singular=True)
+        ck.write_json(out_dir / "metrics.json", report)
+        print(f"wrote {shell_path(out_dir / 'metrics.json')}", file=sys.stderr)
+    if cfg.save_stats:
+        print(f"wrote {shell_path(report['save_stats'])}", file=sys.stderr)
+    print(json.dumps(report, sort_keys=False))  # one line for scripts
     return report
 
 

@@ -188,10 +188,12 @@ class Evaluator:
         n = min(int(n or self.n), self.n)
         return self.score(self.real(), self.fake(sample_fn, n), n)
 
-    def score(self, real, fake, n: int) -> dict:
+    def score(self, real, fake, n: int, allow_singular: bool = False) -> dict:
         """Every selected metric on given real and generated inputs (``n`` generated samples); real features
-        may be statistics only (``{"mu", "sigma"}``) for FID and IS (gan-eval ref=<stats.npz>)."""
-        ctx = MetricContext(n=n, tag=count_tag(n), info=self.info, k=self.k, features=self.features, options=self.cfg)
+        may be statistics only (``{"mu", "sigma"}``) for FID and IS (gan-eval ref=<stats.npz>).
+        ``allow_singular``: FID of fewer samples than feature dimensions too (gan-eval ref=, as the tools)."""
+        ctx = MetricContext(n=n, tag=count_tag(n), info=self.info, k=self.k, features=self.features, options=self.cfg,
+                            allow_singular=allow_singular)
         out: dict[str, float] = {}
         for m in self.metrics:
             need = max(m.min_samples, self.k + 1 if m.name == "prdc" else 2)

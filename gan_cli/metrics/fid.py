@@ -74,11 +74,15 @@ class StreamingStats:
         self.n += x.shape[0]
         return self
 
-    def finalize(self) -> tuple[np.ndarray, np.ndarray]:
+    def finalize(self, allow_singular: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``allow_singular``: give the statistics of n <= d samples too (>= 2), as pytorch-fid's
+        ``--save-stats`` and the folder-vs-folder tools do; the caller says that they are singular."""
         d = self.dim
         if d is None:
             raise UserError("FID statistics need samples, got none; set metrics.num_samples > 0")
-        if self.n < d + 1:
+        if self.n < 2:
+            raise UserError(f"FID statistics need at least 2 samples, got {self.n}.")
+        if self.n < d + 1 and not allow_singular:
             raise UserError(
                 f"FID needs more samples than feature dimensions: got {self.n} samples of "
                 f"{d}-d features, so the covariance is singular; set metrics.num_samples >= {d + 1} "
@@ -92,13 +96,13 @@ class StreamingStats:
         return mu.cpu().numpy(), sigma.cpu().numpy()
 
 
-def features_to_stats(x) -> tuple[np.ndarray, np.ndarray]:
+def features_to_stats(x, allow_singular: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of an (n, d) feature matrix: float64 mean and n-1 covariance (``np.cov``).
 
     Same statistics as pytorch-fid ``calculate_activation_statistics`` and torch-fidelity
-    ``fid_features_to_statistics``.  Raises :class:`UserError` when n < d + 1.
+    ``fid_features_to_statistics``.  Raises :class:`UserError` when n < d + 1 (unless ``allow_singular``).
     """
-    return StreamingStats().update(x).finalize()
+    return StreamingStats().update(x).finalize(allow_singular)
 
 
 def _sqrt_psd_eigvals(m: np.ndarray) -> np.ndarray:
@@ -139,6 +143,6 @@ def stats_to_fid(mu1, sigma1, mu2, sigma2) -> float:
 def _fid(real, fake, ctx):
     """Frechet distance of the pool features (float64 statistics); the real side may be given as statistics
     (``real = {"mu", "sigma"}``, a stats file)."""
-    mu_r, s_r = (real["mu"], real["sigma"]) if "mu" in real else features_to_stats(real["pool"])
-    mu_f, s_f = features_to_stats(fake["pool"])
+    mu_r, s_r = (real["mu"], real["sigma"]) if "mu" in real else features_to_stats(real["pool"], ctx.allow_singular)
+    mu_f, s_f = features_to_stats(fake["pool"], ctx.allow_singular)
     return {f"fid{ctx.tag}_{ctx.features}": stats_to_fid(mu_r, s_r, mu_f, s_f)}

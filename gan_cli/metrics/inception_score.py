@@ -48,7 +48,7 @@ def inception_score(logits, splits: int = 10, shuffle: bool = True, seed: int = 
     return float(np.mean(scores)), float(np.std(scores))
 
 
-@register_metric("is", inputs="features", order=30, kinds=("image",), directions={"is": "max"})
+@register_metric("is", inputs="features", order=30, kinds=("image",), directions={"is": "max"}, min_samples=10)
 def _is(real, fake, ctx):
     """Inception Score of the generated logits: 10 splits, mean and std (torch-fidelity)."""
     mean, std = inception_score(fake["logits"], splits=10)

@@ -40,6 +40,8 @@ class MetricContext:
     k: int = 5  # k-NN size
     features: Optional[str] = None  # extractor tag for feature metrics ("clf", "inception")
     options: Any = None  # the metrics config
+    # FID of n <= d samples (singular covariances), as the folder-vs-folder tools compute it (gan-eval ref=)
+    allow_singular: bool = False
 
 
 @dataclass(frozen=True)

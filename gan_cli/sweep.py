@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -189,7 +190,8 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
     files = [folder / f"{SUMMARY}.csv", folder / f"{SUMMARY}.json"]
     write_csv(files[0], rows, columns)
     ck.write_json(files[1], {"sweep": str(folder), "swept": swept, "common_overrides": common, "sort_by": sort_by,
-                             "columns": columns, "jobs": [_json_safe(r) for r in rows]})
+                             "columns": columns, "jobs": [_json_safe(r) for r in rows],
+                             "preprocess": {str(j.num): m for j, m in _job_modes(jobs)}})
     n_ok = sum(j.ok for j in jobs)
     title = f"sweep {folder}: {n_ok}/{len(jobs)} jobs completed"
     if not quiet:
@@ -197,6 +199,9 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
         common_txt = " ".join(f"{k}={v}" for k, v in common.items())
         print_rows(title, rows, shown, caption=f"common overrides: {common_txt}" if common_txt else None)
         _print_problems(rows)
+    mixed = mixed_preprocess(jobs)
+    if mixed and not quiet:
+        print(f"gan_cli: warning: {mixed}", file=sys.stderr)
 
     writer = None
     if tensorboard:
@@ -228,6 +233,28 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
             print(f"TensorBoard: tensorboard --logdir {folder / TB_DIR}")
     return {"rows": rows, "columns": columns, "files": [str(f) for f in files], "report": report,
             "plot": {"x": x, "y": y}}
+
+
+def _job_modes(jobs: list[Job]) -> list[tuple[Job, str]]:
+    """(job, Inception preprocessing mode) of the completed jobs with Inception metrics; runs from before the
+    modes existed recorded none and used pytorch_fid."""
+    out = []
+    for j in jobs:
+        if j.ok and (j.results.get("suite") == "inception" or j.results.get("preprocess")):
+            out.append((j, str(j.results.get("preprocess") or "pytorch_fid")))
+    return out
+
+
+def mixed_preprocess(jobs: list[Job]) -> Optional[str]:
+    """One line when the jobs' FID/KID/IS come from different Inception preprocessing modes, else None."""
+    by_mode: dict[str, list[str]] = {}
+    for j, mode in _job_modes(jobs):
+        by_mode.setdefault(mode, []).append(str(j.num))
+    if len(by_mode) < 2:
+        return None
+    parts = "; ".join(f"{m}: job(s) {', '.join(nums)}" for m, nums in sorted(by_mode.items()))
+    return (f"these jobs used different Inception preprocessing ({parts}): their FID/KID/IS are not comparable "
+            f"(non-default modes have their own columns, _tf / _clean); rerun with one metrics.preprocess.")
 
 
 def _print_problems(rows: list[dict]) -> None:

@@ -151,6 +151,7 @@ class TruncationConfig:
 class ExportConfig:
     dir: Optional[str] = None  # export=<dir>: write the generator's samples there as PNG files
     n: int = 50000
+    split: str = "train"  # data=<name> export=<dir> without ckpt=: that split of the real data set
 
 
 @dataclass

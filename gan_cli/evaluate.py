@@ -76,6 +76,8 @@ def evaluate(cfg: DictConfig) -> dict:
     device = pick_device(cfg.device)
     if cfg.ref or cfg.save_stats:  # folder against folder / statistics, or a folder's statistics
         return evaluate_folders(cfg, device)
+    if cfg.export.dir and not cfg.ckpt and not cfg.folder and cfg.data is not None:
+        return export_data(cfg)  # a data set's images as PNG files (e.g. CIFAR-10 train and test)
     if bool(cfg.ckpt) == bool(cfg.folder):
         raise UserError("gan-eval needs exactly one of ckpt=<run folder or checkpoint> or folder=<images> data=<name>.")
     both = cfg.truncation.kind == "both"  # resample and interpolate in one sweep and figure
@@ -85,7 +87,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
     if cfg.export.dir:
         if not cfg.ckpt:
-            raise UserError("export=<dir> writes a generator's samples: pass ckpt=<run folder or checkpoint>.")
+            raise UserError("export=<dir> writes a generator's samples (ckpt=<run folder or checkpoint>) or a data "
+                            "set's images (data=<name> export.split=train|test).")
         ckpt_path, state = _load_checkpoint(cfg.ckpt)
         G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
         return export_samples(G, latent, device, data.info, cfg)
@@ -258,8 +261,6 @@ def export_samples(G, latent: int, device, info, cfg) -> dict:
     """``export=<dir> export.n=N``: N samples as numbered 8-bit PNG files (the data's size and channels),
     for scoring with torch-fidelity, clean-fid or pytorch-fid.  Latents from the eval stream of
     ``seed``, truncated when ``truncation.kind`` is set."""
-    from PIL import Image
-
     from gan_cli.metrics.evaluator import generator_sampler
 
     if info.kind != "image":
@@ -268,27 +269,70 @@ def export_samples(G, latent: int, device, info, cfg) -> dict:
     if n < 1:
         raise UserError(f"export.n={n} must be >= 1.")
     out = Path(cfg.export.dir).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"export={out} exists and is not an empty folder: choose a new folder, so that samples of "
-                        f"different runs are never mixed.")
-    _check_writable(out)
+    _new_folder(out)
     kind = str(cfg.truncation.kind)
     if kind == "both":
         raise UserError("export= takes one truncation kind: truncation.kind=none|resample|interpolate.")
     sample = generator_sampler(G, latent, device, int(cfg.seed), kind, float(cfg.truncation.psi))
-    mode = {1: "L", 3: "RGB"}[int(info.shape[0])]
+
+    def u8_batch(k):  # [-1, 1] -> 0..255
+        return ((sample(k).detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+    mode = _write_pngs(out, u8_batch, n, int(info.shape[0]))
+    print(f"wrote {n} PNG files ({info.shape[-1]}x{info.shape[-2]}, {mode}) to {shell_path(out)}")
+    return {"export": str(out), "n": n, "truncation": kind, "psi": float(cfg.truncation.psi), "seed": int(cfg.seed)}
+
+
+def _new_folder(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"export={out} exists and is not an empty folder: choose a new folder, so that images of "
+                        f"different sources are never mixed.")
+    _check_writable(out)
+
+
+def _write_pngs(out: Path, u8_batch, n: int, channels: int) -> str:
+    """``n`` numbered PNG files from ``u8_batch(k) -> uint8 (k, C, H, W)``; returns the PIL mode."""
+    from PIL import Image
+
+    mode = {1: "L", 3: "RGB"}[channels]
     width = max(6, len(str(n - 1)))
     done = 0
     while done < n:
         k = min(500, n - done)
-        x = sample(k).detach().float().cpu()
-        u8 = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [-1, 1] -> 0..255
+        u8 = u8_batch(k).permute(0, 2, 3, 1).numpy()
         for i in range(k):
-            img = u8[i, :, :, 0] if mode == "L" else u8[i]
-            Image.fromarray(img, mode).save(out / f"{done + i:0{width}d}.png")
+            Image.fromarray(u8[i, :, :, 0] if mode == "L" else u8[i], mode).save(out / f"{done + i:0{width}d}.png")
         done += k
-    print(f"wrote {n} PNG files ({info.shape[-1]}x{info.shape[-2]}, {mode}) to {shell_path(out)}")
-    return {"export": str(out), "n": n, "truncation": kind, "psi": float(cfg.truncation.psi), "seed": int(cfg.seed)}
+    return mode
+
+
+def export_data(cfg) -> dict:
+    """``data=<name> export=<dir> export.split=train|test [export.n=N]``: the data set's images (the first N
+    of the split) as PNG files, e.g. to score CIFAR-10 train against test with ``folder= ref=``."""
+    from gan_cli.build import build_data
+
+    split = str(cfg.export.split)
+    if split not in ("train", "test"):
+        raise UserError(f"export.split={split}: use train or test.")
+    out = Path(cfg.export.dir).expanduser()
+    _new_folder(out)
+    src = build_data(cfg.data, "cpu", split)  # offline and missing: the data set's one line (file and folder)
+    if src.info.kind != "image":
+        raise UserError(f"export= writes images, but data={src.info.name} is {src.info.kind} data.")
+    images = src.images.cpu()
+    n = min(int(cfg.export.n), images.shape[0])
+    if n < 1:
+        raise UserError(f"export.n={cfg.export.n} must be >= 1.")
+    pos = {"i": 0}
+
+    def u8_batch(k):
+        pos["i"] += k
+        return images[pos["i"] - k:pos["i"]]
+
+    mode = _write_pngs(out, u8_batch, n, int(images.shape[1]))
+    print(f"wrote {n} PNG files ({src.info.name} {split}, {images.shape[-1]}x{images.shape[-2]}, {mode}) to "
+          f"{shell_path(out)}")
+    return {"export": str(out), "n": n, "data": str(src.info.name), "split": split}
 
 
 def _check_writable(out_dir: Path) -> None:

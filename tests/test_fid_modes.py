@@ -378,3 +378,18 @@ def test_folder_vs_folder_equals_the_library(mode, weights, folders, tmp_path, m
     assert len(err) == 1 and "kid" in err[0]
     assert set(again["metrics"]) == {f"fid10_{tag}", f"is10_{tag}", f"is10_{tag}_std"}
     assert abs(again["metrics"][f"fid10_{tag}"] - ours["fid"]) <= 1e-9 * abs(ours["fid"])
+
+
+# ----------------------------------------------------------------------------- torchmetrics (README: which mode it matches)
+def test_torchmetrics_fid_matches_torch_fidelity_mode_only_without_antialias(weights, pngs):
+    tm = pytest.importorskip("torchmetrics.image.fid")
+    from PIL import Image
+
+    u8 = torch.from_numpy(np.array(Image.open(pngs / "a_rgb32.png").convert("RGB"))).permute(2, 0, 1)[None]
+    x = u8.float() / 127.5 - 1
+    ours = {m: inc_mod.get_inception(str(weights), "cpu", download=False, preprocess=m)(x)["pool"] for m in MODES}
+    with torch.no_grad():
+        plain = tm.NoTrainInceptionV3("inception-v3-compat", ["2048"], str(weights), antialias=False)(u8)[0]
+        default = tm.NoTrainInceptionV3("inception-v3-compat", ["2048"], str(weights))(u8)[0]  # antialias=True
+    assert _rel(ours["torch_fidelity"], plain) <= REL
+    assert all(_rel(ours[m], default) > 1e-3 for m in MODES)  # its default is none of the three

@@ -292,7 +292,8 @@ def _folder(path: Path, n: int, size: int, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
-    return _folder(root / "A", 10, 32, 1), _folder(root / "B", 10, 48, 2)
+    # A: 20 images, so that each of the 10 IS splits holds 2 (with 1 the IS is exactly 1 in any mode)
+    return _folder(root / "A", 20, 32, 1), _folder(root / "B", 10, 48, 2)
 
 
 def _gan_eval(*args):
@@ -326,7 +327,8 @@ def _library_metrics(mode, a: Path, b: Path, weights: Path, monkeypatch) -> dict
         import torch_fidelity
 
         m = torch_fidelity.calculate_metrics(input1=str(a), input2=str(b), cuda=False, isc=True, fid=True, kid=True,
-                                             kid_subset_size=len(fa), feature_extractor_weights_path=str(weights),
+                                             kid_subset_size=min(len(fa), len(fb)),
+                                             feature_extractor_weights_path=str(weights),
                                              cache=False, verbose=False, batch_size=4)
         return {"fid": m["frechet_inception_distance"], "kid": m["kernel_inception_distance_mean"],
                 "is": m["inception_score_mean"], "is_std": m["inception_score_std"]}
@@ -344,7 +346,8 @@ def _library_metrics(mode, a: Path, b: Path, weights: Path, monkeypatch) -> dict
                              use_dataparallel=False)
     pa, la = _reference_features(mode, fa, weights, monkeypatch)
     pb, _ = _reference_features(mode, fb, weights, monkeypatch)
-    kid = kid_features_to_metric(torch.from_numpy(pa), torch.from_numpy(pb), kid_subset_size=len(fa), verbose=False)
+    kid = kid_features_to_metric(torch.from_numpy(pa), torch.from_numpy(pb), kid_subset_size=min(len(fa), len(fb)),
+                                 verbose=False)
     isc = isc_features_to_metric(torch.from_numpy(la))
     return {"fid": fid, "kid": kid["kernel_inception_distance_mean"], "is": isc["inception_score_mean"],
             "is_std": isc["inception_score_std"]}
@@ -361,12 +364,13 @@ def test_folder_vs_folder_equals_the_library(mode, weights, folders, tmp_path, m
     assert len(out) == 1 and json.loads(out[0])["metrics"] == report["metrics"]  # one line for scripts
     assert json.loads((tmp_path / "metrics.json").read_text())["preprocess"] == mode
     tag = pp.metric_tag(mode)
-    ours = {"fid": report["metrics"][f"fid10_{tag}"], "kid": report["metrics"][f"kid10_{tag}"],
-            "is": report["metrics"][f"is10_{tag}"], "is_std": report["metrics"][f"is10_{tag}_std"]}
+    m = report["metrics"]
+    ours = {"fid": m[f"fid20_{tag}"], "kid": m[f"kid20_{tag}"], "is": m[f"is20_{tag}"], "is_std": m[f"is20_{tag}_std"]}
     ref = _library_metrics(mode, a, b, weights, monkeypatch)
     diffs = {k: abs(ours[k] - ref[k]) / abs(ref[k]) for k in ours}
     print(f"\n{mode} end to end, relative differences: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()),
           file=sys.stderr)
+    assert ours["is"] > 1 + 1e-6 and ours["is_std"] > 0  # not the degenerate value
     assert all(v <= REL for v in diffs.values()), (ours, ref)
 
     # B's statistics in a file, then A against the file: the same FID, KID skipped with one line
@@ -376,8 +380,8 @@ def test_folder_vs_folder_equals_the_library(mode, weights, folders, tmp_path, m
                       f"metrics.preprocess={mode}", f"out={tmp_path / 's'}")
     err = [line for line in capsys.readouterr().err.splitlines() if "statistics only" in line]
     assert len(err) == 1 and "kid" in err[0]
-    assert set(again["metrics"]) == {f"fid10_{tag}", f"is10_{tag}", f"is10_{tag}_std"}
-    assert abs(again["metrics"][f"fid10_{tag}"] - ours["fid"]) <= 1e-9 * abs(ours["fid"])
+    assert set(again["metrics"]) == {f"fid20_{tag}", f"is20_{tag}", f"is20_{tag}_std"}
+    assert abs(again["metrics"][f"fid20_{tag}"] - ours["fid"]) <= 1e-9 * abs(ours["fid"])
 
 
 # ----------------------------------------------------------------------------- torchmetrics (README: which mode it matches)
@@ -393,3 +397,25 @@ def test_torchmetrics_fid_matches_torch_fidelity_mode_only_without_antialias(wei
         default = tm.NoTrainInceptionV3("inception-v3-compat", ["2048"], str(weights))(u8)[0]  # antialias=True
     assert _rel(ours["torch_fidelity"], plain) <= REL
     assert all(_rel(ours[m], default) > 1e-3 for m in MODES)  # its default is none of the three
+
+
+def test_hparams_column_and_run_records_name_the_mode():
+    from conftest import compose_train
+
+    from gan_cli.build import flat_hparams
+
+    cfg = compose_train("metrics.preprocess=clean")
+    assert cfg.metrics.preprocess == "clean"
+    assert flat_hparams(cfg, "clean")["preprocess"] == "clean"
+    assert flat_hparams(cfg)["preprocess"] == "-"  # a run without Inception metrics
+
+
+def test_export_a_data_split_as_pngs(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "digits_test"
+    report = _gan_eval("data=digits", f"export.dir={out}", "export.split=test", "export.n=5")
+    files = sorted(out.iterdir())
+    assert report["n"] == 5 and len(files) == 5 and Image.open(files[0]).size == (8, 8)
+    with pytest.raises(UserError, match="export.split=val: use train or test"):
+        _gan_eval("data=digits", f"export.dir={tmp_path / 'x'}", "export.split=val")

@@ -251,11 +251,6 @@ def validate(cfg: Any) -> None:
             continue
         if not ok(value):
             raise UserError(f"{path}={value} is out of range: {text}. Fix it on the command line, e.g. {path}=<value>.")
-    mode = _get(cfg, "metrics.preprocess")
-    if mode is not _ABSENT:
-        from gan_cli.metrics.preprocess import get_preprocess
-
-        get_preprocess(mode)  # one line naming the modes
     dev = str(cfg.device)
     if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
         raise UserError(f"device={dev} is not a device: use auto, cpu, cuda or cuda:N.")

@@ -224,10 +224,10 @@ def test_domain_classifier_ignores_the_mode_and_says_so(capsys):
 
 
 def test_unknown_mode_is_one_line():
-    from gan_cli.config import validate
+    from gan_cli.metrics.evaluator import Evaluator
 
     with pytest.raises(UserError) as e:
-        validate(OmegaConf.create({"device": "cpu", "metrics": {"preprocess": "tensorflow"}}))
+        Evaluator(_metrics_cfg(suite="inception", preprocess="tensorflow"), None, _Src(), "cpu", n=20)
     assert "\n" not in str(e.value) and "pytorch_fid, torch_fidelity, clean" in str(e.value)
     with pytest.raises(UserError, match="metrics.preprocess=bicubic is unknown"):
         inc_mod.get_inception(None, "cpu", download=False, preprocess="bicubic")

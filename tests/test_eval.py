@@ -22,7 +22,7 @@ def compose_eval(*overrides):
         return compose("eval", overrides=list(overrides))
 
 
-def _gan_eval(args, cwd, timeout=300):
+def _gan_eval(args, cwd, timeout=900):
     return subprocess.run([str(BIN / "gan-eval"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
 

@@ -203,7 +203,6 @@ def test_read_only_output_folder_is_one_line_before_any_work(tmp_path):
                            timeout=120)
         line = _one_error_line(r)
         assert "cannot write the run into" in line and "Permission denied" in line and str(ro) in line
-        t0 = time.time()
         r = subprocess.run([*prefix, str(BIN / "gan-eval"), f"ckpt={run}", f"out={ro / 'eval'}", "metrics=toy"],
                            cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
         line = _one_error_line(r)

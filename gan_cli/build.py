@@ -185,6 +185,7 @@ def flat_hparams(cfg) -> dict:
         "gp_weight": float(m.get("gp_weight") or 0.0),
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
+        "g_objective": str(m.get("g_objective", "-")),
         "latent_dim": latent_dim(cfg),
     }
 

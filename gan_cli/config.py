@@ -66,6 +66,10 @@ class ObjectiveConfig:
     warmup_g_steps: int = 0
     warmup_every: int = 0
     d_norm: str = "batch"  # the discriminator's normalisation: batch | layer | none
+    # R1 (Mescheder et al. 2018): gamma/2 E_real ||grad_x D(x)||^2 in D's loss, for any objective (0: off);
+    # lazy every r1_every D steps, the term multiplied by r1_every (StyleGAN2)
+    r1_gamma: float = 0.0
+    r1_every: int = 1
     opt_g: OptimConfig = field(default_factory=OptimConfig)
     opt_d: OptimConfig = field(default_factory=OptimConfig)
 
@@ -198,6 +202,8 @@ _RANGES = [
     ("num_image_samples", lambda v: v >= 1, "must be >= 1"),
     ("model.n_critic", lambda v: v >= 1, "must be >= 1"),
     ("model.gp_weight", lambda v: v >= 0, "must be >= 0"),
+    ("model.r1_gamma", lambda v: v >= 0, "must be >= 0 (0 disables R1)"),
+    ("model.r1_every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),
     ("model.opt_d.lr", lambda v: v > 0, "must be > 0"),

@@ -188,6 +188,8 @@ class Trainer:
             # the partial sums of the current logging interval, so a resumed run logs the same means
             "acc": {"loss/d": self.acc["loss/d"].cpu(), "loss/g": self.acc["loss/g"].cpu(), "n": self.acc["n"]},
             "skips": self.skips,
+            # the objective's own counters (which D steps carry a lazy regulariser)
+            "objective": self.objective.state_dict() if hasattr(self.objective, "state_dict") else {},
             "config": plain_config(self.cfg),
             "info": {"name": self.info.name, "kind": self.info.kind, "shape": list(self.info.shape)},
         }
@@ -214,6 +216,8 @@ class Trainer:
             "n": int(s["acc"]["n"]),
         }
         self.skips = int(s.get("skips", 0))
+        if hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict(s.get("objective") or {})
 
     # -- one step ------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:

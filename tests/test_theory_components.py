@@ -73,3 +73,89 @@ def test_hinge_estimate_is_total_variation_at_the_optimal_d_and_below_it_otherwi
     rng = np.random.default_rng(0)
     for _ in range(200):
         assert est(rng.normal(scale=2.0, size=3)) <= tv + 1e-12
+
+
+# ----------------------------------------------------------------------------- R1
+
+
+class _Quadratic(nn.Module):
+    """D(x) = sum_j a_j x_j^2 + b . x: grad_x D = 2 a * x + b, known by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([0.5, -1.5], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+    def forward(self, x):
+        return (self.a * x**2).sum(1) + x @ self.b
+
+
+def _r1_by_hand(D, real, gamma):
+    g = 2 * D.a.detach() * real + D.b.detach()
+    return gamma / 2 * float((g**2).sum(1).mean())
+
+
+def test_r1_term_is_half_gamma_times_mean_squared_input_gradient():
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    D = _Quadratic()
+    for model in ("nsgan", "hinge", "fgan", "wgan_gp"):
+        plain = _built(f"model={model}")
+        obj = _built(f"model={model}", "model.r1_gamma=3.0")
+        g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        whole = obj.discriminator_loss(D, real, fake, g1)
+        base = plain.discriminator_loss(D, real, fake, g2)  # with the subclass's own regulariser (WGAN-GP's GP)
+        np.testing.assert_allclose((whole - base).item(), _r1_by_hand(D, real, 3.0), rtol=1e-12, err_msg=model)
+
+
+def test_r1_backpropagates_into_d_and_not_into_the_data():
+    real = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    D = _Quadratic()
+    obj = _built("model=nsgan", "model.r1_gamma=2.0")
+    loss_r1 = obj.discriminator_loss(D, real, real) - _built("model=nsgan").discriminator_loss(D, real, real)
+    loss_r1.backward()
+    # R1 = (2 a x + b)^2 summed (gamma/2 = 1): d/da_j = 2 (2 a_j x_j + b_j) 2 x_j, d/db_j = 2 (2 a_j x_j + b_j)
+    g = 2 * D.a.detach() * real[0] + D.b.detach()
+    np.testing.assert_allclose(D.a.grad.numpy(), (4 * g * real[0]).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(D.b.grad.numpy(), (2 * g).numpy(), rtol=1e-12)
+    assert not real.requires_grad
+
+
+def test_lazy_r1_only_every_kth_call_times_k_and_the_counter_is_checkpointed():
+    torch.manual_seed(1)
+    real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    D = _Quadratic()
+    plain = _built("model=hinge").discriminator_loss(D, real, fake).item()
+    obj = _built("model=hinge", "model.r1_gamma=0.5", "model.r1_every=4")
+    extra = [obj.discriminator_loss(D, real, fake).item() - plain for _ in range(9)]
+    r1 = _r1_by_hand(D, real, 0.5)
+    np.testing.assert_allclose(extra, [4 * r1, 0, 0, 0, 4 * r1, 0, 0, 0, 4 * r1], atol=1e-12)
+    assert obj.state_dict() == {"d_calls": 9}
+    again = _built("model=hinge", "model.r1_gamma=0.5", "model.r1_every=4")
+    again.load_state_dict({"d_calls": 7})
+    assert [again.discriminator_loss(D, real, fake).item() - plain > 0 for _ in range(2)] == [False, True]
+
+
+def test_r1_refusals_are_one_line():
+    from gan_cli.config import validate
+
+    with pytest.raises(UserError, match="model.r1_gamma with model=wgan"):
+        _built("model=wgan", "model.r1_gamma=1")
+    with pytest.raises(UserError, match="model.r1_every=0 is out of range"):
+        validate(compose_train("model.r1_every=0"))
+    with pytest.raises(UserError, match="model.r1_gamma=-1.0 is out of range"):
+        validate(compose_train("model.r1_gamma=-1"))
+    from gan_cli.build import build_objective
+
+    class NoKwargs:  # a plugin objective that does not pass the base keys on
+        def __init__(self, n_critic=1):
+            self.n_critic = n_critic
+
+    import sys
+    import types
+
+    mod = types.ModuleType("_r1_plugin")
+    mod.NoKwargs = NoKwargs
+    sys.modules["_r1_plugin"] = mod
+    with pytest.raises(UserError, match="does not pass r1_gamma"):
+        build_objective({"_target_": "_r1_plugin.NoKwargs", "name": "x", "r1_gamma": 1.0})

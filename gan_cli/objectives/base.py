@@ -10,6 +10,13 @@ says how many critic steps come before each generator step.  The training loop o
 
 The pure parts -- :meth:`d_loss`, :meth:`g_loss`, :meth:`estimate` on raw D outputs -- are what
 the closed-form tests check.
+
+R1 (``r1_gamma``, Mescheder et al. 2018, "Which training methods for GANs do actually converge?"):
+gamma/2 E_real ||grad_x D(x)||^2 added to D's loss by :meth:`Objective.discriminator_loss` for every
+objective (composed with the subclass's own :meth:`~Objective.regularizer`).  Lazy (``r1_every = k``,
+StyleGAN2): on every k-th D loss only, multiplied by k.  stylegan2-ada also scales Adam's lr and betas
+by k/(k+1) because its R1 is a separate optimiser step (k + 1 steps per k batches); here the lazy term
+joins the ordinary D step, there is no extra step, so no scaling is done.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from ..config import UserError
 
 
 class Objective:
@@ -32,11 +41,16 @@ class Objective:
     estimate_tag: str = ""
 
     def __init__(self, n_critic: int = 1, warmup_critic_steps: int = 0, warmup_g_steps: int = 0,
-                 warmup_every: int = 0):
+                 warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1):
         self.n_critic = int(n_critic)
         self.warmup_critic_steps = int(warmup_critic_steps)
         self.warmup_g_steps = int(warmup_g_steps)
         self.warmup_every = int(warmup_every)
+        self.r1_gamma = float(r1_gamma)
+        self.r1_every = int(r1_every)
+        if self.r1_every < 1:
+            raise UserError(f"model.r1_every={r1_every} must be >= 1 (1: R1 on every D step).")
+        self.d_calls = 0  # discriminator_loss calls so far: which ones carry the lazy R1 term (checkpointed)
 
     # -- pure losses on D outputs --------------------------------------------
     def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
@@ -60,10 +74,20 @@ class Objective:
 
     def discriminator_loss(self, D: nn.Module, real: Tensor, fake: Tensor,
                            generator: Optional[torch.Generator] = None) -> Tensor:
-        """D's whole loss on one batch: :meth:`d_loss` plus :meth:`regularizer`."""
-        loss = self.d_loss(D(real), D(fake))
+        """D's whole loss on one batch: :meth:`d_loss` plus the subclass's :meth:`regularizer` plus, when
+        ``r1_gamma > 0``, the (lazy) R1 penalty of :meth:`r1_penalty` -- composed here, for every objective."""
+        r1_now = self.r1_gamma > 0 and self.d_calls % self.r1_every == 0
+        self.d_calls += 1
+        real_in = real.detach().requires_grad_(True) if r1_now else real
+        real_out = D(real_in)  # one forward of the real batch serves the loss and R1 (BN stats move once)
+        loss = self.d_loss(real_out, D(fake))
         reg = self.regularizer(D, real, fake, generator)
-        return loss if reg is None else loss + reg
+        if reg is not None:
+            loss = loss + reg
+        if r1_now:
+            # lazy regularisation (Karras et al. 2020): every r1_every-th call, the term times r1_every
+            loss = loss + self.r1_every * self.r1_gamma / 2 * r1_penalty(real_out, real_in)
+        return loss
 
     def regularizer(self, D: nn.Module, real: Tensor, fake: Tensor,
                     generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
@@ -76,5 +100,24 @@ class Objective:
     def after_d_step(self, D: nn.Module) -> None:
         """Called after each optimiser step of D (weight clipping ...)."""
 
+    # -- what a checkpoint keeps -------------------------------------------------
+    def state_dict(self) -> dict:
+        """The objective's own training state (the lazy-R1 call counter), for bit-identical resume."""
+        return {"d_calls": self.d_calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.d_calls = int(state.get("d_calls", 0))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(estimate_tag={self.estimate_tag!r}, n_critic={self.n_critic})"
+
+
+def r1_penalty(real_out: Tensor, real_in: Tensor) -> Tensor:
+    """Mescheder et al. 2018 R1 without its factor: E_real ||grad_x D(x)||^2, the squared norm over all
+    non-batch dimensions, averaged over the batch.  ``real_out = D(real_in)`` with ``real_in`` requiring
+    grad; the graph is kept (create_graph=True) so the penalty back-propagates into D's parameters.
+
+    With batch norm in D (train mode) a sample's output depends on the whole batch, so this is the
+    gradient of the batch's summed output, as in the reference implementations that allow BN."""
+    (grad,) = torch.autograd.grad(real_out.sum(), real_in, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()

@@ -212,16 +212,20 @@ def load_config(plain: dict) -> DictConfig:
 
 
 def load_generator(ckpt_path: Path, device, state: dict | None = None):
-    """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config."""
+    """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config; G has the
+    EMA weights (``generator_ema``, ``ema.beta > 0``) when the checkpoint holds them, and
+    ``G.weights_source = "ema" | "trained"`` says which."""
     from gan_cli import checkpoint as ck
 
     state = state if state is not None else ck.load_checkpoint(ckpt_path)
     cfg = load_config(state["config"])
     data = build_data(cfg.data, device)
     G, _ = build_nets(cfg, data.info, device)
+    key = "generator_ema" if state.get("generator_ema") is not None else "generator"
     try:
-        G.load_state_dict(state["generator"])
+        G.load_state_dict(state[key])
     except (RuntimeError, KeyError) as e:
         raise UserError(f"checkpoint {ckpt_path} does not fit its own config's generator ({str(e).splitlines()[0][:160]}).") from None
     G.eval()
+    G.weights_source = "ema" if key == "generator_ema" else "trained"
     return G, cfg, data, latent_dim(cfg), int(state["step"])

@@ -114,12 +114,21 @@ class MetricsConfig:
 
 
 @dataclass
+class EMAConfig:
+    """``ema.*``: an exponential moving average of G's weights for evaluation and pictures (gan_cli.ema)."""
+
+    beta: float = 0.0  # 0: off; e.g. 0.999 (G_ema <- beta G_ema + (1 - beta) G after every G step)
+    rampup: bool = True  # beta_t = min(beta, (1 + t) / (10 + t)) at G step t
+
+
+@dataclass
 class TrainConfig:
     model: Any = MISSING  # an ObjectiveConfig (or a component schema extending it)
     net: Any = MISSING
     data: Any = MISSING
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
     seed: int = 0
     steps: int = 3000  # generator steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -200,6 +209,7 @@ _RANGES = [
     ("eval_every", lambda v: v >= 0, "must be >= 0"),
     ("estimate_batch", lambda v: v >= 2, "must be >= 2"),
     ("num_image_samples", lambda v: v >= 1, "must be >= 1"),
+    ("ema.beta", lambda v: 0 <= v < 1, "must be in [0, 1) (0: no EMA of the generator)"),
     ("model.n_critic", lambda v: v >= 1, "must be >= 1"),
     ("model.gp_weight", lambda v: v >= 0, "must be >= 0"),
     ("model.r1_gamma", lambda v: v >= 0, "must be >= 0 (0 disables R1)"),

@@ -220,3 +220,105 @@ def test_spectral_norm_from_the_command_line_and_its_refusals(tmp_path):
         build_nets(cfg, build_data(cfg.data).info)
     cfg = compose_train("data=digits", "net.spectral_norm=true", "model.d_norm=none")
     assert len(_top_singular_values(build_nets(cfg, build_data(cfg.data).info)[1])) == 3
+
+
+# ----------------------------------------------------------------------------- EMA of G
+
+
+def _tiny_g():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+
+
+def test_ema_update_math_and_buffers():
+    from gan_cli.ema import EMA
+
+    G = _tiny_g()
+    ema = EMA(G, 0.9, rampup=False)
+    before = [p.detach().clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p))
+    G.train()
+    G(torch.randn(8, 2))  # moves G's BN running statistics
+    ema.update(G, step=0)
+    for b, pe, p in zip(before, ema.model.parameters(), G.parameters()):
+        torch.testing.assert_close(pe, 0.9 * b + 0.1 * p.detach(), rtol=1e-6, atol=1e-7)
+    for be, bg in zip(ema.model.buffers(), G.buffers()):  # running mean / var / count copied, not averaged
+        assert torch.equal(be, bg)
+    assert not any(p.requires_grad for p in ema.model.parameters()) and not ema.model.training
+    ramp = EMA(G, 0.999)
+    assert [ramp.beta_at(t) for t in (0, 5, 90)] == [pytest.approx(0.1), pytest.approx(0.4), pytest.approx(0.91)]
+    assert ramp.beta_at(10**6) == 0.999
+
+
+COMBO = ["model=hinge", "model.r1_gamma=1.0", "model.r1_every=3", "net.spectral_norm=true", "ema.beta=0.9",
+         "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10", "ckpt_every=0",
+         "net.hidden=32", "net.depth=2", "metrics=none"]
+
+
+def _last_state(run_dir):
+    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+
+    return load_checkpoint(list_checkpoints(run_dir)[-1])
+
+
+def test_resume_restores_ema_and_lazy_r1_counter_bit_identically(tmp_path, one_torch_thread):
+    import os
+    import signal
+
+    from gan_cli.loop import Interrupted, Trainer
+    from gan_cli.train import train
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(compose_train(*COMBO, tmp_path=full))
+    tr = Trainer(compose_train(*COMBO, tmp_path=part), part)
+
+    def progress(step, host):
+        if step == 5:  # off every cadence, and between two lazy R1 steps (calls 3 and 6)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        tr.run(progress)
+    mid = _last_state(part)
+    assert mid["step"] == 5 and mid["objective"] == {"d_calls": 5} and "generator_ema" in mid
+    train(compose_train(*COMBO, f"resume={part}"), overrides=[f"resume={part}"])
+    a, b = _last_state(full), _last_state(part)
+    assert a["step"] == b["step"] == 12 and a["objective"] == b["objective"] == {"d_calls": 12}
+    for net in ("generator", "generator_ema", "discriminator"):
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    assert any(not torch.equal(a["generator"][k], a["generator_ema"][k]) for k in a["generator"])
+    assert any("parametrizations.weight.original" in k for k in a["discriminator"])  # spectral norm on D
+
+
+def test_evaluation_and_gan_eval_sample_from_the_ema_generator(tmp_path, one_torch_thread):
+    from hydra import compose, initialize_config_module
+
+    from gan_cli.build import build_data, build_nets, load_config, load_generator
+    from gan_cli.checkpoint import list_checkpoints
+    from gan_cli.evaluate import evaluate
+    from gan_cli.metrics.evaluator import generator_sampler
+    from gan_cli.train import train
+
+    run = tmp_path / "run"
+    res = train(compose_train("ema.beta=0.8", "steps=8", "log_every=4", "image_every=0", "estimate_batch=64",
+                              "metrics=toy", "metrics.num_samples=200", "metrics.names=[w1]", "net.hidden=32",
+                              tmp_path=run))
+    state = _last_state(run)
+    G, cfg, _, latent, _ = load_generator(list_checkpoints(run)[-1], "cpu")
+    assert G.weights_source == "ema"
+    ema_G, _ = build_nets(load_config(state["config"]), build_data(cfg.data).info)
+    ema_G.load_state_dict(state["generator_ema"])
+    trained_G, _ = build_nets(load_config(state["config"]), build_data(cfg.data).info)
+    trained_G.load_state_dict(state["generator"])
+    draw = lambda g: generator_sampler(g, latent, "cpu", 0)(50)  # noqa: E731
+    assert torch.equal(draw(G), draw(ema_G)) and not torch.allclose(draw(G), draw(trained_G))
+    # gan-eval scores the same samples as the run's final evaluation: the EMA generator's
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+        ecfg = compose("eval", overrides=[f"ckpt={run}", "metrics.num_samples=200", "metrics.names=[w1]",
+                                          "tensorboard=false", f"out={tmp_path / 'ev'}"])
+    report = evaluate(ecfg)
+    assert report["weights"] == "ema"
+    assert report["metrics"]["w1_200"] == res["metrics"]["w1_200"]

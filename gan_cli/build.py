@@ -102,10 +102,12 @@ def pick_device(name: str) -> torch.device:
 def build_objective(model_cfg: Any):
     """The objective of ``model=`` (an :class:`gan_cli.objectives.Objective`)."""
     obj = instantiate_component(model_cfg, "model")
-    gamma = float(_plain(model_cfg).get("r1_gamma") or 0.0)
-    if gamma and float(getattr(obj, "r1_gamma", 0.0)) != gamma:  # a base key its constructor did not take
-        raise UserError(f"model.r1_gamma={gamma}: {type(obj).__name__} does not pass r1_gamma / r1_every on to "
-                        f"gan_cli.objectives.base.Objective (its __init__ must take **kwargs and call super().__init__).")
+    plain = _plain(model_cfg)
+    for key in ("r1_gamma", "instance_noise"):  # base-schema options the base Objective implements
+        value = float(plain.get(key) or 0.0)
+        if value and float(getattr(obj, key, 0.0)) != value:  # a base key its constructor did not take
+            raise UserError(f"model.{key}={value}: {type(obj).__name__} does not pass {key} on to "
+                            f"gan_cli.objectives.base.Objective (its __init__ must take **kwargs and call super().__init__).")
     return obj
 
 

@@ -70,6 +70,9 @@ class ObjectiveConfig:
     # lazy every r1_every D steps, the term multiplied by r1_every (StyleGAN2)
     r1_gamma: float = 0.0
     r1_every: int = 1
+    # instance noise: N(0, std^2) on D's real and fake inputs, annealed linearly to 0 over *_steps D steps (0: constant)
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
     opt_g: OptimConfig = field(default_factory=OptimConfig)
     opt_d: OptimConfig = field(default_factory=OptimConfig)
 
@@ -214,6 +217,8 @@ _RANGES = [
     ("model.gp_weight", lambda v: v >= 0, "must be >= 0"),
     ("model.r1_gamma", lambda v: v >= 0, "must be >= 0 (0 disables R1)"),
     ("model.r1_every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
+    ("model.instance_noise", lambda v: v >= 0, "must be >= 0 (0: no instance noise)"),
+    ("model.instance_noise_steps", lambda v: v >= 0, "must be >= 0 (0: constant noise)"),
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),
     ("model.opt_d.lr", lambda v: v > 0, "must be > 0"),

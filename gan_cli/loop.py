@@ -261,7 +261,7 @@ class Trainer:
             out["grad_norm/d"] = grad_norm(self.D)
         self.D.requires_grad_(False)  # G step: no gradients into D's parameters
         fake = self.G(self.noise(bs, self.gen))
-        loss_g = obj.generator_loss(self.D, fake)
+        loss_g = obj.generator_loss(self.D, fake, self.gen)  # the train stream, for noise the objective may add
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         bad_g = self.cfg.train_generator and self._skip_bad(loss_g, self.opt_g)

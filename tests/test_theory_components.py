@@ -252,7 +252,8 @@ def test_ema_update_math_and_buffers():
     assert ramp.beta_at(10**6) == 0.999
 
 
-COMBO = ["model=hinge", "model.r1_gamma=1.0", "model.r1_every=3", "net.spectral_norm=true", "ema.beta=0.9",
+COMBO = ["model=hinge", "model.r1_gamma=1.0", "model.r1_every=3", "model.instance_noise=0.1",
+         "model.instance_noise_steps=20", "net.spectral_norm=true", "ema.beta=0.9",
          "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10", "ckpt_every=0",
          "net.hidden=32", "net.depth=2", "metrics=none"]
 
@@ -263,7 +264,7 @@ def _last_state(run_dir):
     return load_checkpoint(list_checkpoints(run_dir)[-1])
 
 
-def test_resume_restores_ema_and_lazy_r1_counter_bit_identically(tmp_path, one_torch_thread):
+def test_resume_restores_ema_lazy_r1_and_noise_schedule_bit_identically(tmp_path, one_torch_thread):
     import os
     import signal
 
@@ -322,3 +323,35 @@ def test_evaluation_and_gan_eval_sample_from_the_ema_generator(tmp_path, one_tor
     report = evaluate(ecfg)
     assert report["weights"] == "ema"
     assert report["metrics"]["w1_200"] == res["metrics"]["w1_200"]
+
+
+# ----------------------------------------------------------------------------- instance noise
+
+
+def test_instance_noise_on_both_inputs_annealed_linearly_and_in_g_loss():
+    torch.manual_seed(2)
+    real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    D = _Quadratic()
+    obj = _built("model=nsgan", "model.instance_noise=0.5", "model.instance_noise_steps=4")
+    plain = _built("model=nsgan")
+    for t, sigma in enumerate([0.5, 0.375, 0.25, 0.125, 0.0, 0.0]):
+        assert obj.noise_std() == pytest.approx(sigma)
+        g = torch.Generator().manual_seed(t)
+        ref = torch.Generator().manual_seed(t)
+        e_real = torch.randn(real.shape, generator=ref, dtype=torch.float64)
+        e_fake = torch.randn(fake.shape, generator=ref, dtype=torch.float64)
+        want = plain.discriminator_loss(D, real + sigma * e_real, fake + sigma * e_fake) if sigma else \
+            plain.discriminator_loss(D, real, fake)
+        gl = torch.Generator().manual_seed(100 + t)
+        e_g = torch.randn(fake.shape, generator=torch.Generator().manual_seed(100 + t), dtype=torch.float64)
+        torch.testing.assert_close(obj.generator_loss(D, fake, gl), plain.generator_loss(D, fake + sigma * e_g))
+        torch.testing.assert_close(obj.discriminator_loss(D, real, fake, g), want)
+    const = _built("model=nsgan", "model.instance_noise=0.2")
+    for _ in range(3):
+        const.discriminator_loss(D, real, fake)
+    assert const.noise_std() == 0.2
+    # off: no draw from the train stream at all (trajectories of runs without noise are unchanged)
+    g = torch.Generator().manual_seed(7)
+    state = g.get_state()
+    plain.discriminator_loss(D, real, fake, g), plain.generator_loss(D, fake, g)
+    assert torch.equal(g.get_state(), state)

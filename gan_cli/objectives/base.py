@@ -17,6 +17,10 @@ objective (composed with the subclass's own :meth:`~Objective.regularizer`).  La
 StyleGAN2): on every k-th D loss only, multiplied by k.  stylegan2-ada also scales Adam's lr and betas
 by k/(k+1) because its R1 is a separate optimiser step (k + 1 steps per k batches); here the lazy term
 joins the ordinary D step, there is no extra step, so no scaling is done.
+
+Instance noise (``instance_noise`` = std, ``instance_noise_steps`` = D steps to anneal it linearly to 0):
+N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (Sønderby et al. 2017,
+"Amortised MAP inference"; Arjovsky & Bottou 2017), so the two distributions overlap early on.
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ class Objective:
     estimate_tag: str = ""
 
     def __init__(self, n_critic: int = 1, warmup_critic_steps: int = 0, warmup_g_steps: int = 0,
-                 warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1):
+                 warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1, instance_noise: float = 0.0,
+                 instance_noise_steps: int = 0):
         self.n_critic = int(n_critic)
         self.warmup_critic_steps = int(warmup_critic_steps)
         self.warmup_g_steps = int(warmup_g_steps)
@@ -50,6 +55,11 @@ class Objective:
         self.r1_every = int(r1_every)
         if self.r1_every < 1:
             raise UserError(f"model.r1_every={r1_every} must be >= 1 (1: R1 on every D step).")
+        self.instance_noise = float(instance_noise)
+        self.instance_noise_steps = int(instance_noise_steps)
+        if self.instance_noise < 0 or self.instance_noise_steps < 0:
+            raise UserError(f"model.instance_noise={instance_noise} and model.instance_noise_steps={instance_noise_steps} "
+                            f"must be >= 0.")
         self.d_calls = 0  # discriminator_loss calls so far: which ones carry the lazy R1 term (checkpointed)
 
     # -- pure losses on D outputs --------------------------------------------
@@ -77,7 +87,10 @@ class Objective:
         """D's whole loss on one batch: :meth:`d_loss` plus the subclass's :meth:`regularizer` plus, when
         ``r1_gamma > 0``, the (lazy) R1 penalty of :meth:`r1_penalty` -- composed here, for every objective."""
         r1_now = self.r1_gamma > 0 and self.d_calls % self.r1_every == 0
+        sigma = self.noise_std()
         self.d_calls += 1
+        if sigma > 0:  # instance noise on both of D's inputs (real first, then fake, from ``generator``)
+            real, fake = _noisy(real, sigma, generator), _noisy(fake, sigma, generator)
         real_in = real.detach().requires_grad_(True) if r1_now else real
         real_out = D(real_in)  # one forward of the real batch serves the loss and R1 (BN stats move once)
         loss = self.d_loss(real_out, D(fake))
@@ -94,8 +107,18 @@ class Objective:
         """An extra term of D's loss (gradient penalty, R1 ...); None: no regulariser."""
         return None
 
-    def generator_loss(self, D: nn.Module, fake: Tensor) -> Tensor:
-        return self.g_loss(D(fake))
+    def generator_loss(self, D: nn.Module, fake: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        sigma = self.noise_std()
+        return self.g_loss(D(_noisy(fake, sigma, generator) if sigma > 0 else fake))
+
+    def noise_std(self) -> float:
+        """Instance noise std now (Sønderby et al. 2017; Arjovsky & Bottou 2017): ``instance_noise``, annealed
+        linearly to 0 over ``instance_noise_steps`` D steps (0: constant)."""
+        if self.instance_noise <= 0:
+            return 0.0
+        if not self.instance_noise_steps:
+            return self.instance_noise
+        return self.instance_noise * max(0.0, 1.0 - self.d_calls / self.instance_noise_steps)
 
     def after_d_step(self, D: nn.Module) -> None:
         """Called after each optimiser step of D (weight clipping ...)."""
@@ -110,6 +133,10 @@ class Objective:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(estimate_tag={self.estimate_tag!r}, n_critic={self.n_critic})"
+
+
+def _noisy(x: Tensor, sigma: float, generator: Optional[torch.Generator]) -> Tensor:
+    return x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 def r1_penalty(real_out: Tensor, real_in: Tensor) -> Tensor:

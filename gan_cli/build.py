@@ -142,6 +142,20 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
     extra = {"info": info, "latent_dim": z, "d_norm": str(cfg.model.d_norm), "default_net": str(cfg.data.default_net)}
     G, D = instantiate_component(cfg.net, "net", **extra)
     G.latent_dim = z
+    m = int(_plain(cfg.model).get("pack") or 1)
+    if m > 1:  # PacGAN: D built for m samples concatenated (gan_cli.nets.pack)
+        from gan_cli.nets.pack import Packed
+
+        for key, n in (("data.batch_size", int(cfg.data.batch_size)), ("estimate_batch", int(cfg.get("estimate_batch", m)))):
+            if n % m:
+                raise UserError(f"model.pack={m} reads batches as {m}-tuples: {key}={n} must be a multiple of {m}.")
+        packed = dataclasses.replace(info, shape=(m * int(info.shape[0]), *(int(s) for s in info.shape[1:])))
+        try:
+            _, D = instantiate_component(cfg.net, "net", **{**extra, "info": packed})
+        except UserError as e:
+            raise UserError(f"model.pack={m}: net={cfg.net.name} cannot build a discriminator for {m} packed samples "
+                            f"({e}); use net=mlp or net=dcgan.") from None
+        D = Packed(D, m)
     return G.to(device), D.to(device)
 
 

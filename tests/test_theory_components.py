@@ -355,3 +355,33 @@ def test_instance_noise_on_both_inputs_annealed_linearly_and_in_g_loss():
     state = g.get_state()
     plain.discriminator_loss(D, real, fake, g), plain.generator_loss(D, fake, g)
     assert torch.equal(g.get_state(), state)
+
+
+# ----------------------------------------------------------------------------- PacGAN packing
+
+
+def test_pack_builds_d_for_m_concatenated_samples_and_trains(tmp_path):
+    from gan_cli.build import build_data, build_nets
+    from gan_cli.loop import Trainer
+    from gan_cli.nets.pack import Packed
+
+    cfg = compose_train("net=mlp", "model.pack=4", "data.batch_size=32", "net.hidden=16")
+    G, D = build_nets(cfg, build_data(cfg.data).info)
+    assert isinstance(D, Packed) and D.inner.net[0].in_features == 4 * 2  # m * d features
+    seen = []
+    D.inner.net[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    x = torch.arange(24.0).reshape(12, 2)
+    assert D(x).shape == (3,)
+    torch.testing.assert_close(seen[0][1], torch.arange(8.0, 16.0))  # tuple 1 = samples 4..7, concatenated
+    assert G(torch.randn(5, G.latent_dim)).shape == (5, 2)  # G is not packed
+    cfg = compose_train("data=digits", "net=dcgan", "model.pack=2", "net.channels=8")
+    _, D = build_nets(cfg, build_data(cfg.data).info)
+    assert D.inner.net[0].in_channels == 2 and D(torch.randn(6, 1, 8, 8)).shape == (3,)
+    with pytest.raises(UserError, match="data.batch_size=30 must be a multiple of 4"):
+        build_nets(compose_train("model.pack=4", "data.batch_size=30"), build_data(cfg.data).info)
+    with pytest.raises(UserError, match="model.pack=2: net=theta cannot build"):
+        c = compose_train("data=lines", "net=theta", "model.pack=2")
+        build_nets(c, build_data(c.data).info)
+    tr = Trainer(compose_train("model.pack=2", "net.hidden=16", "estimate_batch=64", tmp_path=tmp_path), tmp_path)
+    tr.train_step(want_norms=False)
+    assert torch.isfinite(tr.estimate())

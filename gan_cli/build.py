@@ -103,7 +103,9 @@ def build_objective(model_cfg: Any):
     """The objective of ``model=`` (an :class:`gan_cli.objectives.Objective`)."""
     obj = instantiate_component(model_cfg, "model")
     plain = _plain(model_cfg)
-    for key in ("r1_gamma", "instance_noise"):  # base-schema options the base Objective implements
+    if int(plain.get("unroll_steps") or 0) and not float(plain.get("unroll_lr") or 0.0) and hasattr(obj, "unroll_lr"):
+        obj.unroll_lr = float(plain["opt_d"]["lr"])  # the unrolled D steps use D's learning rate
+    for key in ("r1_gamma", "instance_noise", "unroll_steps"):  # base-schema options the base Objective implements
         value = float(plain.get(key) or 0.0)
         if value and float(getattr(obj, key, 0.0)) != value:  # a base key its constructor did not take
             raise UserError(f"model.{key}={value}: {type(obj).__name__} does not pass {key} on to "

@@ -73,6 +73,9 @@ class ObjectiveConfig:
     # instance noise: N(0, std^2) on D's real and fake inputs, annealed linearly to 0 over *_steps D steps (0: constant)
     instance_noise: float = 0.0
     instance_noise_steps: int = 0
+    # unrolled GAN (Metz et al. 2017): G's loss against D after K differentiable SGD steps (lr 0: opt_d.lr)
+    unroll_steps: int = 0
+    unroll_lr: float = 0.0
     pack: int = 1  # PacGAN: D judges m-tuples of samples concatenated (1: off); built by gan_cli.build.build_nets
     opt_g: OptimConfig = field(default_factory=OptimConfig)
     opt_d: OptimConfig = field(default_factory=OptimConfig)
@@ -220,6 +223,8 @@ _RANGES = [
     ("model.r1_every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
     ("model.instance_noise", lambda v: v >= 0, "must be >= 0 (0: no instance noise)"),
     ("model.instance_noise_steps", lambda v: v >= 0, "must be >= 0 (0: constant noise)"),
+    ("model.unroll_steps", lambda v: v >= 0, "must be >= 0 (0: no unrolling)"),
+    ("model.unroll_lr", lambda v: v >= 0, "must be >= 0 (0: model.opt_d.lr)"),
     ("model.pack", lambda v: v >= 1, "must be >= 1 (1: no packing)"),
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),

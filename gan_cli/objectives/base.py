@@ -21,6 +21,9 @@ joins the ordinary D step, there is no extra step, so no scaling is done.
 Instance noise (``instance_noise`` = std, ``instance_noise_steps`` = D steps to anneal it linearly to 0):
 N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (Sønderby et al. 2017,
 "Amortised MAP inference"; Arjovsky & Bottou 2017), so the two distributions overlap early on.
+
+Unrolled GAN (``unroll_steps = K``, Metz et al. 2017): G's loss is taken against D after K differentiable
+D updates (:meth:`Objective.unrolled`); D's own step is the ordinary one.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ class Objective:
 
     def __init__(self, n_critic: int = 1, warmup_critic_steps: int = 0, warmup_g_steps: int = 0,
                  warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1, instance_noise: float = 0.0,
-                 instance_noise_steps: int = 0):
+                 instance_noise_steps: int = 0, unroll_steps: int = 0, unroll_lr: float = 0.0):
         self.n_critic = int(n_critic)
         self.warmup_critic_steps = int(warmup_critic_steps)
         self.warmup_g_steps = int(warmup_g_steps)
@@ -60,6 +63,11 @@ class Objective:
         if self.instance_noise < 0 or self.instance_noise_steps < 0:
             raise UserError(f"model.instance_noise={instance_noise} and model.instance_noise_steps={instance_noise_steps} "
                             f"must be >= 0.")
+        self.unroll_steps = int(unroll_steps)
+        self.unroll_lr = float(unroll_lr)  # 0: build_objective sets model.opt_d.lr
+        if self.unroll_steps < 0 or self.unroll_lr < 0:
+            raise UserError(f"model.unroll_steps={unroll_steps} and model.unroll_lr={unroll_lr} must be >= 0.")
+        self._last_real: Optional[Tensor] = None  # the last D step's real batch (the unrolled D steps use it)
         self.d_calls = 0  # discriminator_loss calls so far: which ones carry the lazy R1 term (checkpointed)
 
     # -- pure losses on D outputs --------------------------------------------
@@ -87,6 +95,8 @@ class Objective:
         """D's whole loss on one batch: :meth:`d_loss` plus the subclass's :meth:`regularizer` plus, when
         ``r1_gamma > 0``, the (lazy) R1 penalty of :meth:`r1_penalty` -- composed here, for every objective."""
         r1_now = self.r1_gamma > 0 and self.d_calls % self.r1_every == 0
+        if self.unroll_steps:
+            self._last_real = real.detach()
         sigma = self.noise_std()
         self.d_calls += 1
         if sigma > 0:  # instance noise on both of D's inputs (real first, then fake, from ``generator``)
@@ -109,7 +119,27 @@ class Objective:
 
     def generator_loss(self, D: nn.Module, fake: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         sigma = self.noise_std()
-        return self.g_loss(D(_noisy(fake, sigma, generator) if sigma > 0 else fake))
+        fake_in = _noisy(fake, sigma, generator) if sigma > 0 else fake
+        if self.unroll_steps and self._last_real is not None:
+            return self.g_loss(self.unrolled(D, self._last_real, fake_in))
+        return self.g_loss(D(fake_in))
+
+    def unrolled(self, D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        """Unrolled GAN (Metz et al. 2017): D's output on ``fake`` after ``unroll_steps`` differentiable SGD
+        steps (lr ``unroll_lr``) on :meth:`d_loss` from D's current weights, through ``torch.func.functional_call``;
+        ``fake`` keeps its graph in every step, so G's gradient includes how D would react to it.  D itself is
+        not changed (its buffers are copied).  Metz et al. unroll D's own optimiser (Adam) on fresh batches;
+        here plain SGD on :meth:`d_loss` alone (no regulariser, no clipping) on the last D step's real batch."""
+        from torch.func import functional_call
+
+        params = {n: p.detach().requires_grad_(True) for n, p in D.named_parameters()}
+        buffers = {n: b.clone() for n, b in D.named_buffers()}
+        for _ in range(self.unroll_steps):
+            state = {**params, **buffers}
+            loss = self.d_loss(functional_call(D, state, (real,)), functional_call(D, state, (fake,)))
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            params = {n: p - self.unroll_lr * g for (n, p), g in zip(params.items(), grads)}
+        return functional_call(D, {**params, **buffers}, (fake,))
 
     def noise_std(self) -> float:
         """Instance noise std now (Sønderby et al. 2017; Arjovsky & Bottou 2017): ``instance_noise``, annealed

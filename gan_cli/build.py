@@ -101,7 +101,16 @@ def pick_device(name: str) -> torch.device:
 
 def build_objective(model_cfg: Any):
     """The objective of ``model=`` (an :class:`gan_cli.objectives.Objective`)."""
-    return instantiate_component(model_cfg, "model")
+    obj = instantiate_component(model_cfg, "model")
+    plain = _plain(model_cfg)
+    if int(plain.get("unroll_steps") or 0) and not float(plain.get("unroll_lr") or 0.0) and hasattr(obj, "unroll_lr"):
+        obj.unroll_lr = float(plain["opt_d"]["lr"])  # the unrolled D steps use D's learning rate
+    for key in ("r1_gamma", "instance_noise", "unroll_steps"):  # base-schema options the base Objective implements
+        value = float(plain.get(key) or 0.0)
+        if value and float(getattr(obj, key, 0.0)) != value:  # a base key its constructor did not take
+            raise UserError(f"model.{key}={value}: {type(obj).__name__} does not pass {key} on to "
+                            f"gan_cli.objectives.base.Objective (its __init__ must take **kwargs and call super().__init__).")
+    return obj
 
 
 def build_data(data_cfg: Any, device: Any = "cpu", split: str = "train"):
@@ -135,6 +144,20 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
     extra = {"info": info, "latent_dim": z, "d_norm": str(cfg.model.d_norm), "default_net": str(cfg.data.default_net)}
     G, D = instantiate_component(cfg.net, "net", **extra)
     G.latent_dim = z
+    m = int(_plain(cfg.model).get("pack") or 1)
+    if m > 1:  # PacGAN: D built for m samples concatenated (gan_cli.nets.pack)
+        from gan_cli.nets.pack import Packed
+
+        for key, n in (("data.batch_size", int(cfg.data.batch_size)), ("estimate_batch", int(cfg.get("estimate_batch", m)))):
+            if n % m:
+                raise UserError(f"model.pack={m} reads batches as {m}-tuples: {key}={n} must be a multiple of {m}.")
+        packed = dataclasses.replace(info, shape=(m * int(info.shape[0]), *(int(s) for s in info.shape[1:])))
+        try:
+            _, D = instantiate_component(cfg.net, "net", **{**extra, "info": packed})
+        except UserError as e:
+            raise UserError(f"model.pack={m}: net={cfg.net.name} cannot build a discriminator for {m} packed samples "
+                            f"({e}); use net=mlp or net=dcgan.") from None
+        D = Packed(D, m)
     return G.to(device), D.to(device)
 
 
@@ -186,6 +209,9 @@ def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
         "gp_weight": float(m.get("gp_weight") or 0.0),
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
+        "g_objective": str(m.get("g_objective", "-")),
+        "r1_gamma": float(m.get("r1_gamma") or 0.0),
+        "ema_beta": float((c.get("ema") or {}).get("beta") or 0.0),
         "latent_dim": latent_dim(cfg),
         "preprocess": str(preprocess or "-"),
     }
@@ -208,16 +234,20 @@ def load_config(plain: dict) -> DictConfig:
 
 
 def load_generator(ckpt_path: Path, device, state: dict | None = None):
-    """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config."""
+    """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config; G has the
+    EMA weights (``generator_ema``, ``ema.beta > 0``) when the checkpoint holds them, and
+    ``G.weights_source = "ema" | "trained"`` says which."""
     from gan_cli import checkpoint as ck
 
     state = state if state is not None else ck.load_checkpoint(ckpt_path)
     cfg = load_config(state["config"])
     data = build_data(cfg.data, device)
     G, _ = build_nets(cfg, data.info, device)
+    key = "generator_ema" if state.get("generator_ema") is not None else "generator"
     try:
-        G.load_state_dict(state["generator"])
+        G.load_state_dict(state[key])
     except (RuntimeError, KeyError) as e:
         raise UserError(f"checkpoint {ckpt_path} does not fit its own config's generator ({str(e).splitlines()[0][:160]}).") from None
     G.eval()
+    G.weights_source = "ema" if key == "generator_ema" else "trained"
     return G, cfg, data, latent_dim(cfg), int(state["step"])

@@ -66,6 +66,17 @@ class ObjectiveConfig:
     warmup_g_steps: int = 0
     warmup_every: int = 0
     d_norm: str = "batch"  # the discriminator's normalisation: batch | layer | none
+    # R1 (Mescheder et al. 2018): gamma/2 E_real ||grad_x D(x)||^2 in D's loss, for any objective (0: off);
+    # lazy every r1_every D steps, the term multiplied by r1_every (StyleGAN2)
+    r1_gamma: float = 0.0
+    r1_every: int = 1
+    # instance noise: N(0, std^2) on D's real and fake inputs, annealed linearly to 0 over *_steps D steps (0: constant)
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
+    # unrolled GAN (Metz et al. 2017): G's loss against D after K differentiable SGD steps (lr 0: opt_d.lr)
+    unroll_steps: int = 0
+    unroll_lr: float = 0.0
+    pack: int = 1  # PacGAN: D judges m-tuples of samples concatenated (1: off); built by gan_cli.build.build_nets
     opt_g: OptimConfig = field(default_factory=OptimConfig)
     opt_d: OptimConfig = field(default_factory=OptimConfig)
 
@@ -113,12 +124,21 @@ class MetricsConfig:
 
 
 @dataclass
+class EMAConfig:
+    """``ema.*``: an exponential moving average of G's weights for evaluation and pictures (gan_cli.ema)."""
+
+    beta: float = 0.0  # 0: off; e.g. 0.999 (G_ema <- beta G_ema + (1 - beta) G after every G step)
+    rampup: bool = True  # beta_t = min(beta, (1 + t) / (10 + t)) at G step t
+
+
+@dataclass
 class TrainConfig:
     model: Any = MISSING  # an ObjectiveConfig (or a component schema extending it)
     net: Any = MISSING
     data: Any = MISSING
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
     seed: int = 0
     steps: int = 3000  # generator steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -203,8 +223,16 @@ _RANGES = [
     ("eval_every", lambda v: v >= 0, "must be >= 0"),
     ("estimate_batch", lambda v: v >= 2, "must be >= 2"),
     ("num_image_samples", lambda v: v >= 1, "must be >= 1"),
+    ("ema.beta", lambda v: 0 <= v < 1, "must be in [0, 1) (0: no EMA of the generator)"),
     ("model.n_critic", lambda v: v >= 1, "must be >= 1"),
     ("model.gp_weight", lambda v: v >= 0, "must be >= 0"),
+    ("model.r1_gamma", lambda v: v >= 0, "must be >= 0 (0 disables R1)"),
+    ("model.r1_every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
+    ("model.instance_noise", lambda v: v >= 0, "must be >= 0 (0: no instance noise)"),
+    ("model.instance_noise_steps", lambda v: v >= 0, "must be >= 0 (0: constant noise)"),
+    ("model.unroll_steps", lambda v: v >= 0, "must be >= 0 (0: no unrolling)"),
+    ("model.unroll_lr", lambda v: v >= 0, "must be >= 0 (0: model.opt_d.lr)"),
+    ("model.pack", lambda v: v >= 1, "must be >= 1 (1: no packing)"),
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),
     ("model.opt_d.lr", lambda v: v > 0, "must be > 0"),

@@ -98,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict:
         metrics_cfg = OmegaConf.merge(tcfg.metrics, cfg.metrics) if cfg.metrics.suite == "auto" else cfg.metrics
         data_cfg = tcfg.data
         out_dir = Path(cfg.out).expanduser() if cfg.out else ckpt_path.parent.parent
-        source = {"checkpoint": str(ckpt_path), "step": step}
+        source = {"checkpoint": str(ckpt_path), "step": step, "weights": getattr(G, "weights_source", "trained")}
     else:
         if cfg.data is None:
             raise UserError("folder=<images> needs data=<name> to compare against (e.g. data=fashion_mnist).")

@@ -26,6 +26,7 @@ from gan_cli.hints import resume_command
 from gan_cli.build import (build_data, build_evaluator, build_nets, build_objective, build_optimizer, flat_hparams,
                            latent_dim, pick_device, plain_config)
 from gan_cli.config import OnNonFinite, UserError, validate
+from gan_cli.ema import EMA
 
 
 class Diverged(Exception):
@@ -120,6 +121,8 @@ class Trainer:
             raise UserError("data.batch_size=1 cannot train a batch-norm discriminator: use data.batch_size>=2 or "
                             "model.d_norm=none.")
         self.latent_dim = latent_dim(cfg)
+        # the EMA generator (ema.beta > 0) is what evaluations and pictures sample from
+        self.ema = EMA(self.G, float(cfg.ema.beta), bool(cfg.ema.rampup)) if cfg.ema.beta > 0 else None
         self.objective = build_objective(cfg.model)
         self.opt_g = build_optimizer(self.G.parameters(), cfg.model.opt_g)
         self.opt_d = build_optimizer(self.D.parameters(), cfg.model.opt_d)
@@ -188,6 +191,9 @@ class Trainer:
             # the partial sums of the current logging interval, so a resumed run logs the same means
             "acc": {"loss/d": self.acc["loss/d"].cpu(), "loss/g": self.acc["loss/g"].cpu(), "n": self.acc["n"]},
             "skips": self.skips,
+            **({"generator_ema": self.ema.state_dict()} if self.ema is not None else {}),
+            # the objective's own counters (which D steps carry a lazy regulariser)
+            "objective": self.objective.state_dict() if hasattr(self.objective, "state_dict") else {},
             "config": plain_config(self.cfg),
             "info": {"name": self.info.name, "kind": self.info.kind, "shape": list(self.info.shape)},
         }
@@ -198,6 +204,8 @@ class Trainer:
             self.D.load_state_dict(s["discriminator"])
             self.opt_g.load_state_dict(s["opt_g"])
             self.opt_d.load_state_dict(s["opt_d"])
+            if self.ema is not None:
+                self.ema.load_state_dict(s["generator_ema"])
         except (RuntimeError, KeyError, ValueError) as e:
             src = f"checkpoint {self.resume_from}" if self.resume_from else "checkpoint"
             detail = " ".join(ln.strip() for ln in str(e).splitlines()[:2])[:240]  # line 2 names the tensor
@@ -214,6 +222,8 @@ class Trainer:
             "n": int(s["acc"]["n"]),
         }
         self.skips = int(s.get("skips", 0))
+        if hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict(s.get("objective") or {})
 
     # -- one step ------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -251,12 +261,14 @@ class Trainer:
             out["grad_norm/d"] = grad_norm(self.D)
         self.D.requires_grad_(False)  # G step: no gradients into D's parameters
         fake = self.G(self.noise(bs, self.gen))
-        loss_g = obj.generator_loss(self.D, fake)
+        loss_g = obj.generator_loss(self.D, fake, self.gen)  # the train stream, for noise the objective may add
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         bad_g = self.cfg.train_generator and self._skip_bad(loss_g, self.opt_g)
         if self.cfg.train_generator and not bad_g:
             self.opt_g.step()
+            if self.ema is not None:
+                self.ema.update(self.G, self.step)
         if want_norms:
             out["grad_norm/g"] = grad_norm(self.G)
         # Accumulate on the device: no host sync here.
@@ -265,6 +277,11 @@ class Trainer:
             self.acc["loss/g"] += loss_g.detach()
             self.acc["n"] += 1
         return out
+
+    @property
+    def sampling_G(self) -> torch.nn.Module:
+        """The generator that evaluations and pictures sample from: the EMA one when there is one."""
+        return self.ema.model if self.ema is not None else self.G
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
@@ -312,14 +329,15 @@ class Trainer:
     def log_pictures(self, writer):
         from gan_cli import viz
 
-        was = self.G.training
-        self.G.eval()  # fixed latents through BN running stats: a stable picture over time
+        G = self.sampling_G
+        was = G.training
+        G.eval()  # fixed latents through BN running stats: a stable picture over time
         with torch.no_grad():
             if self.info.kind == "image":
-                fake = self.G(self.fixed_z)
+                fake = G(self.fixed_z)
             else:
-                fake = self.G(self.noise(2000, seeds.generator(self.cfg.seed, "pictures", self.device)))
-        self.G.train(was)
+                fake = G(self.noise(2000, seeds.generator(self.cfg.seed, "pictures", self.device)))
+        G.train(was)
         if self.info.kind == "image":
             writer.add_image("samples", viz.image_grid(fake), self.step)
             return
@@ -341,7 +359,7 @@ class Trainer:
         from gan_cli.metrics.evaluator import generator_sampler
 
         t0 = time.time()
-        values = self.evaluator(generator_sampler(self.G, self.latent_dim, self.device, self.cfg.seed))
+        values = self.evaluator(generator_sampler(self.sampling_G, self.latent_dim, self.device, self.cfg.seed))
         for k, v in values.items():
             writer.add_scalar(f"metrics/{k}", v, self.step)
         mode = {"preprocess": self.evaluator.preprocess} if self.evaluator.preprocess else {}  # Inception only

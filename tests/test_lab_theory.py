@@ -187,6 +187,62 @@ def test_practical_generator_gradient_is_another_divergence():
             assert not np.allclose(ascent, -grad(name), rtol=0.05)  # and not D_f's own gradient
 
 
+# V* with g_f(V*) = f'(u), u = p/q, written in log u per row (independent of gan_cli's table)
+_V_STAR = {"kl": lambda lu: 1 + lu, "pearson": lambda lu: 2 * (lu.exp() - 1), "rkl": lambda lu: lu,
+           "hellinger": lambda lu: lu / 2, "neyman": lambda lu: 2 * lu, "js": lambda lu: lu, "gan": lambda lu: lu}
+
+
+def _generator_gradient(obj, name, mu, sg):
+    """d/d(mu, sigma) of obj.g_loss on the model N(mu, sigma^2) against the optimal critic of (mu, sigma),
+    held fixed: E_z[loss(V*(mu + sigma z))] by trapezoid quadrature over z, autograd through the
+    reparameterisation and through the objective's own per-sample g_loss."""
+    import torch
+
+    z = np.linspace(-12, 12, 48001)
+    w = torch.from_numpy(np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi) * (z[1] - z[0]))
+    m = torch.tensor(mu, dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(sg, dtype=torch.float64, requires_grad=True)
+    x = m + s * torch.from_numpy(z)
+
+    def log_p(x):
+        comps = [torch.distributions.Normal(c, S).log_prob(x) for c in C]
+        return torch.logsumexp(torch.stack(comps), 0) - math.log(2)
+
+    log_q = torch.distributions.Normal(mu, sg).log_prob(x)  # the critic's q: (mu, sigma) as constants
+    v_star = _V_STAR[name](log_p(x) - log_q)
+    per_sample = torch.func.vmap(lambda v: obj.g_loss(v.reshape(1)))(v_star)  # the loss of a batch of one
+    (w * per_sample).sum().backward()
+    return np.array([m.grad.item(), s.grad.item()])
+
+
+@pytest.mark.parametrize("name", ["kl", "rkl", "pearson", "hellinger", "js", "gan", "neyman"])
+def test_saddle_generator_gradient_is_the_divergence_gradient(name):
+    """model.g_objective=saddle: at the optimal critic T* = f'(p/q) the generator's loss gradient equals the
+    gradient of D_f(P || Q_theta) (f*(f'(u)) = u f'(u) - f(u)), computed independently by finite differences
+    of the lab's quadrature; the practical objective's gradient is a different one.  (tv is left out: its
+    optimal critic is piecewise constant, so the pathwise gradient through it is 0.)"""
+    from gan_cli.objectives.fgan import FGAN
+
+    h = 1e-5
+    for mu, sg in ((0.5, 0.65), (1.2, 0.6)):
+        grad = np.array([(fdiv.divergence(name, mu + h, sg, C, S) - fdiv.divergence(name, mu - h, sg, C, S)) / (2 * h),
+                         (fdiv.divergence(name, mu, sg + h, C, S) - fdiv.divergence(name, mu, sg - h, C, S)) / (2 * h)])
+        saddle = _generator_gradient(FGAN(name, g_objective="saddle"), name, mu, sg)
+        np.testing.assert_allclose(saddle, grad, rtol=2e-3, atol=1e-4, err_msg=f"{name} at {(mu, sg)}")
+        practical = _generator_gradient(FGAN(name, g_objective="practical"), name, mu, sg)
+        assert not np.allclose(practical, grad, rtol=0.05), (name, practical, grad)
+
+
+def test_fdiv_preset_uses_the_saddle_objective_and_fgan_defaults_to_practical():
+    from gan_cli.config import UserError as UE
+    from gan_cli.objectives.fgan import FGAN
+
+    assert compose_train("experiment=fdiv").model.g_objective == "saddle"
+    assert compose_train("model=fgan").model.g_objective == "practical"
+    with pytest.raises(UE, match="model.g_objective=minimax is unknown"):
+        FGAN("kl", g_objective="minimax")
+
+
 # ----------------------------------------------------------------------------- presets
 
 

@@ -421,3 +421,51 @@ def test_loss_gradient_directions(obj):
     # d_loss is minus the estimate wherever the estimate is the D objective
     if not isinstance(obj, GAN):
         close(obj.d_loss(t64(real), t64(fake)), -obj.estimate(t64(real), t64(fake)))
+
+
+# ----------------------------------------------------------------- tv and neyman at extreme outputs
+EXTREME = [-1e30, -1e4, -80.0, -30.0, -1.0, 0.0, 1.0, 30.0, 80.0, 1e4, 1e30]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tv_activation_stays_in_dom_fstar_for_any_v(dtype):
+    """tv: g_f(v) = tanh(v)/2 lies in dom f* = [-1/2, 1/2] for every v, and f*(g_f(v)) = g_f(v) is finite."""
+    d = DIVERGENCES["tv"]
+    v = torch.tensor(EXTREME + [-math.inf, math.inf], dtype=dtype)
+    t, ft = d.activation(v), d.conj_activation(v)
+    assert torch.all(t.abs() <= 0.5) and torch.all(torch.isfinite(ft))
+    assert torch.equal(ft, t) and t[0] == -0.5 and t[-1] == 0.5
+    obj = FGAN("tv")
+    assert torch.isfinite(obj.d_loss(v, v.flip(0))) and torch.isfinite(obj.g_loss(v))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_neyman_activation_stays_below_one_and_its_conjugate_finite(dtype):
+    """neyman: g_f(v) = 1 - exp(-v) < 1 = sup dom f*; f*(g_f(v)) = 2 - 2 exp(-v/2) is finite wherever
+    exp(-v/2) is representable, tends to f*(1) = 2 for large v (rounding may give T = 1.0 there, where
+    f* is still 2: no division by 1 - T anywhere), and to -inf as v -> -inf, its exact limit (Neyman chi^2
+    is infinite where Q has mass and P has none): never NaN."""
+    d = DIVERGENCES["neyman"]
+    big = 80.0 if dtype == torch.float32 else 700.0
+    v = torch.tensor([x for x in EXTREME if abs(x) <= big] + [-big, big], dtype=dtype)
+    t, ft = d.activation(v), d.conj_activation(v)
+    assert torch.all(t <= 1) and torch.all(t[v <= 15] < 1) and torch.all(torch.isfinite(t))
+    assert torch.all(torch.isfinite(ft)) and torch.all(ft <= 2)
+    close(d.conj_activation(torch.tensor(1e30, dtype=dtype)), 2.0)
+    vv = torch.tensor([-1e30, -1e4, 1e4, 1e30, -math.inf, math.inf], dtype=dtype)
+    assert not torch.isnan(d.activation(vv)).any() and not torch.isnan(d.conj_activation(vv)).any()
+    # the simplified f*(g_f(v)) agrees with the table's f*(t) = 2 - 2 sqrt(1 - t) where t is not rounded to 1
+    mid = torch.linspace(-30, 15, 91, dtype=torch.float64)
+    np.testing.assert_allclose(d.conj_activation(mid).numpy(), (2 - 2 * np.sqrt(1 - (1 - np.exp(-mid.numpy())))),
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_fgan_saddle_and_practical_generator_losses(row):
+    """saddle: G minimises F, whose fake-side part is -E_Q f*(g_f(V)); practical: -E_Q g_f(V)."""
+    g, fstar = NP_TABLE[row][0], NP_TABLE[row][1]
+    close(FGAN(row, g_objective="saddle").g_loss(t64(FAKE)), -np.mean(fstar(g(FAKE))), rtol=1e-9)
+    close(FGAN(row).g_loss(t64(FAKE)), -np.mean(g(FAKE)), rtol=1e-9)
+    # the saddle generator and the discriminator play one zero-sum game on the fake side
+    obj = FGAN(row, g_objective="saddle")
+    close(obj.d_loss(t64(REAL), t64(FAKE)) + obj.g_loss(t64(FAKE)), -np.mean(g(REAL)), rtol=1e-9)

@@ -26,12 +26,13 @@ infinite on part of the parameter space (for equal component widths s): Pearson 
 needs sigma > s / sqrt(2), Neyman chi^2 = E_P (q/p)^2 - 1 needs sigma < sqrt(2) s; there the
 functions return inf (exactly, not a truncated integral).
 
-Caveat shown by the table: gan_cli's f-GAN generator uses the paper's *practical* objective
+Caveat for `model.g_objective=practical` (the default of model=fgan): the paper's *practical* objective
 (maximise E_Q g_f(V), Nowozin et al. Sec. 3.2).  At the optimal critic T* = f'(p/q) its gradient
 is int dq/dtheta f'(p/q) dx, which is minus the gradient of a *different* divergence (Poole et al.
 2016, "Improved generator objectives for GANs"): KL(Q || P) for kl, 2 KL(P || Q) for pearson,
 Neyman chi^2 / 2 for rkl (tests/test_lab_theory.py checks these numerically); only the saddle-point
-generator (maximise E_Q f*(T)) descends D_f itself.  A trained MLP critic is far from T* where p is
+generator (``model.g_objective=saddle``, maximise E_Q f*(T); the default of ``experiment=fdiv``) descends
+D_f itself.  A trained MLP critic is far from T* where p is
 tiny (the fake-side term f*(T) gives it little push there), so the runs land near, not on, the D_f
 minimiser; total variation (optimal critic +-1/2, piecewise constant) and a start where D_f is
 infinite (Neyman chi^2 for sigma0 >= sqrt(2) * std) give the generator no useful gradient.  The
@@ -409,6 +410,18 @@ def markdown(display: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _g_objective_note(jobs) -> str:
+    """What the runs' generators minimised (model.g_objective of each job's saved config)."""
+    kinds = sorted({str(((j.config or {}).get("model") or {}).get("g_objective", "practical")) for j in jobs})
+    practical = ("f-GAN's practical objective (Nowozin et al. 2016 Sec. 3.2), which at the optimal critic descends "
+                 "another divergence (kl: KL(Q‖P), pearson: KL(P‖Q), rkl: Neyman chi2; Poole et al. 2016)")
+    saddle = "the saddle-point objective (G minimises the bound F, eq. 6), which at the optimal critic descends D_f itself"
+    text = {"practical": practical, "saddle": saddle}
+    if len(kinds) == 1:
+        return f"The generator uses {text.get(kinds[0], kinds[0])}."
+    return "The runs mix generator objectives (" + ", ".join(kinds) + "): model.g_objective is in each job's config."
+
+
 def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """fdiv.csv / fdiv.md (learned vs exact (mu, sigma) per divergence) and fdiv.png; the figure and the
     table also go to TensorBoard (``lab/fdiv``)."""
@@ -423,9 +436,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
         "exact: D_f(P || N(mu, sigma^2)) by quadrature, minimised by Nelder-Mead from "
         f"{len(default_starts(centers, std))} starts; ± = two mirror-image global minima.  "
         "learned ~: the exact local minimum the run ended next to (global / local / none).  "
-        "js and gan differ by a constant in T, so they train identically.  The generator uses f-GAN's "
-        "practical objective (Nowozin et al. 2016 Sec. 3.2), which at the optimal critic descends another "
-        "divergence (kl: KL(Q‖P), pearson: KL(P‖Q), rkl: Neyman chi2; Poole et al. 2016)."
+        "js and gan differ by a constant in T, so they train identically.  " + _g_objective_note(jobs)
     )
     extra = notes(numeric, std)
     if extra:

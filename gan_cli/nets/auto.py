@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 from hydra.utils import get_method
 
-from ..config import NetConfig, component_schema
+from ..config import NetConfig, UserError, component_schema
 
 
 def build(info, latent_dim: int, d_norm: str = "batch", default_net: str = "gan_cli.nets.mlp.build", **knobs):
     builder = get_method(default_net)
     params = inspect.signature(builder).parameters
+    if knobs.get("spectral_norm") and "spectral_norm" not in params:
+        raise UserError(f"net.spectral_norm=true: {default_net} (data.default_net) has no spectral_norm option; "
+                        f"choose net=mlp or net=dcgan.")
     return builder(info, latent_dim, d_norm, **{k: v for k, v in knobs.items() if k in params})
 
 
@@ -36,3 +39,4 @@ class AutoNetConfig(NetConfig):
     theta0: float = 1.0
     mu0: float = 0.0
     sigma0: float = 1.0
+    spectral_norm: bool = False  # spectral normalisation of D's layers (gan_cli.nets.spectral)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..config import NetConfig, UserError, component_schema
+from .spectral import check_norm, spectral_normalise
 
 #: image size -> (base map size, number of doubling blocks)
 SIZES = {8: (2, 2), 16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5)}
@@ -102,17 +103,22 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).view(x.shape[0])
 
 
-def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64):
-    """``net=dcgan``: (G, D) for square image data of a size in :data:`SIZES`."""
+def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64, spectral_norm: bool = False):
+    """``net=dcgan``: (G, D) for square image data of a size in :data:`SIZES`; ``spectral_norm``: D's convs
+    spectrally normalised (:mod:`.spectral`; needs ``d_norm=none``)."""
     shape = tuple(int(s) for s in info.shape)
     if info.kind != "image" or len(shape) != 3:
         raise UserError(f"net=dcgan needs image data, but data={info.name} is {info.kind} with shape {shape}: "
                         f"use net=mlp (or net=auto).")
     dcgan_plan(shape)  # UserError naming the supported sizes
-    return DCGANGenerator(latent_dim, shape, int(channels)), DCGANDiscriminator(shape, int(channels), d_norm)
+    if spectral_norm:
+        check_norm(d_norm, "DCGAN-style")
+    D = DCGANDiscriminator(shape, int(channels), d_norm)
+    return DCGANGenerator(latent_dim, shape, int(channels)), spectral_normalise(D) if spectral_norm else D
 
 
 @component_schema("net", "dcgan")
 @dataclass
 class DCGANNetConfig(NetConfig):
     channels: int = 64  # base width
+    spectral_norm: bool = False  # spectral normalisation of D's convs (needs model.d_norm=none)

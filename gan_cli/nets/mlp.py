@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import NetConfig, component_schema
+from .spectral import spectral_normalise
 
 
 def mlp(in_dim: int, hidden: int, depth: int, out_dim: int, act: Callable[[], nn.Module]) -> nn.Sequential:
@@ -49,12 +50,14 @@ class MLPDiscriminator(nn.Module):
         return self.net(x.reshape(x.shape[0], -1)).squeeze(1)
 
 
-def build(info, latent_dim: int, d_norm: str = "none", hidden: int = 128, depth: int = 3):
+def build(info, latent_dim: int, d_norm: str = "none", hidden: int = 128, depth: int = 3, spectral_norm: bool = False):
     """``net=mlp``: ReLU MLP generator (tanh output for images) and LeakyReLU MLP discriminator.
-    ``d_norm`` is accepted for every net; the MLPs have no normalisation."""
+    ``d_norm`` is accepted for every net; the MLPs have no normalisation.  ``spectral_norm``: D's layers
+    spectrally normalised (:mod:`.spectral`)."""
     shape = tuple(int(s) for s in info.shape)
+    D = MLPDiscriminator(shape, int(hidden), int(depth))
     return (MLPGenerator(latent_dim, shape, int(hidden), int(depth), tanh=info.kind == "image"),
-            MLPDiscriminator(shape, int(hidden), int(depth)))
+            spectral_normalise(D) if spectral_norm else D)
 
 
 @component_schema("net", "mlp")
@@ -62,3 +65,4 @@ def build(info, latent_dim: int, d_norm: str = "none", hidden: int = 128, depth:
 class MLPNetConfig(NetConfig):
     hidden: int = 128  # width
     depth: int = 3  # hidden layers
+    spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)

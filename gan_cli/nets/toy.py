@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import NetConfig, UserError, component_schema
 from .mlp import MLPDiscriminator
+from .spectral import spectral_normalise
 
 
 class ThetaGenerator(nn.Module):
@@ -55,23 +56,26 @@ class GaussianGenerator(nn.Module):
         return {"gen/mu": self.mu.detach(), "gen/sigma": self.sigma.detach()}
 
 
-def build_theta(info, latent_dim: int, d_norm: str = "none", theta0: float = 1.0, hidden: int = 128, depth: int = 3):
+def build_theta(info, latent_dim: int, d_norm: str = "none", theta0: float = 1.0, hidden: int = 128, depth: int = 3,
+                spectral_norm: bool = False):
     """``net=theta``: the (theta, U[0,1]) generator for ``data=lines`` and an MLP discriminator."""
     shape = tuple(int(s) for s in info.shape)
     if info.kind != "toy2d" or shape != (2,):
         raise UserError(f"net=theta generates 2-D points (theta, U[0,1]) for data=lines, but data={info.name} "
                         f"is {info.kind} with shape {shape}: use data=lines, or net=auto.")
-    return ThetaGenerator(latent_dim, float(theta0)), MLPDiscriminator(shape, int(hidden), int(depth))
+    D = MLPDiscriminator(shape, int(hidden), int(depth))
+    return ThetaGenerator(latent_dim, float(theta0)), spectral_normalise(D) if spectral_norm else D
 
 
 def build_gaussian(info, latent_dim: int, d_norm: str = "none", mu0: float = 0.0, sigma0: float = 1.0,
-                   hidden: int = 128, depth: int = 3):
+                   hidden: int = 128, depth: int = 3, spectral_norm: bool = False):
     """``net=gaussian``: the N(mu, sigma^2) generator for 1-D data and an MLP discriminator."""
     shape = tuple(int(s) for s in info.shape)
     if info.kind != "toy1d" or shape != (1,):
         raise UserError(f"net=gaussian generates 1-D points mu + sigma*z for 1-D data (data=mog1d), but "
                         f"data={info.name} is {info.kind} with shape {shape}: use a 1-D data set, or net=auto.")
-    return GaussianGenerator(latent_dim, float(mu0), float(sigma0)), MLPDiscriminator(shape, int(hidden), int(depth))
+    D = MLPDiscriminator(shape, int(hidden), int(depth))
+    return GaussianGenerator(latent_dim, float(mu0), float(sigma0)), spectral_normalise(D) if spectral_norm else D
 
 
 @component_schema("net", "theta")
@@ -80,6 +84,7 @@ class ThetaNetConfig(NetConfig):
     theta0: float = 1.0  # initial theta
     hidden: int = 128  # discriminator MLP
     depth: int = 3
+    spectral_norm: bool = False  # spectral normalisation of D's layers
 
 
 @component_schema("net", "gaussian")
@@ -89,3 +94,4 @@ class GaussianNetConfig(NetConfig):
     sigma0: float = 1.0  # initial std
     hidden: int = 128  # discriminator MLP
     depth: int = 3
+    spectral_norm: bool = False  # spectral normalisation of D's layers

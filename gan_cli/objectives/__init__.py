@@ -1,7 +1,7 @@
 """GAN objectives, one file per family; each YAML in ``conf/model/`` names its class with ``_target_``.
 
 gan / nsgan: :mod:`.gan` (Goodfellow et al. 2014); fgan: :mod:`.fgan` (Nowozin et al. 2016,
-one class over a divergence table); wgan / wgan_gp: :mod:`.wgan` (Arjovsky et al. 2017,
+one class over a divergence table); hinge: :mod:`.hinge` (Lim & Ye 2017); wgan / wgan_gp: :mod:`.wgan` (Arjovsky et al. 2017,
 Gulrajani et al. 2017; each owns its constraint: clipping after D's step, or the penalty in
 D's loss).  :mod:`gan_cli.build` instantiates them; nothing here lists them by name.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from .base import Objective
 from .fgan import DIVERGENCES, FGAN, FDivergence
 from .gan import GAN, NSGAN
+from .hinge import Hinge
 from .wgan import WGAN, WGANGP, Wasserstein, gradient_penalty
 
-__all__ = ["Objective", "GAN", "NSGAN", "FGAN", "FDivergence", "DIVERGENCES", "Wasserstein", "WGAN", "WGANGP",
+__all__ = ["Objective", "GAN", "NSGAN", "FGAN", "FDivergence", "DIVERGENCES", "Wasserstein", "WGAN", "WGANGP", "Hinge",
            "gradient_penalty"]

@@ -10,6 +10,20 @@ says how many critic steps come before each generator step.  The training loop o
 
 The pure parts -- :meth:`d_loss`, :meth:`g_loss`, :meth:`estimate` on raw D outputs -- are what
 the closed-form tests check.
+
+R1 (``r1_gamma``, Mescheder et al. 2018, "Which training methods for GANs do actually converge?"):
+gamma/2 E_real ||grad_x D(x)||^2 added to D's loss by :meth:`Objective.discriminator_loss` for every
+objective (composed with the subclass's own :meth:`~Objective.regularizer`).  Lazy (``r1_every = k``,
+StyleGAN2): on every k-th D loss only, multiplied by k.  stylegan2-ada also scales Adam's lr and betas
+by k/(k+1) because its R1 is a separate optimiser step (k + 1 steps per k batches); here the lazy term
+joins the ordinary D step, there is no extra step, so no scaling is done.
+
+Instance noise (``instance_noise`` = std, ``instance_noise_steps`` = D steps to anneal it linearly to 0):
+N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (Sønderby et al. 2017,
+"Amortised MAP inference"; Arjovsky & Bottou 2017), so the two distributions overlap early on.
+
+Unrolled GAN (``unroll_steps = K``, Metz et al. 2017): G's loss is taken against D after K differentiable
+D updates (:meth:`Objective.unrolled`); D's own step is the ordinary one.
 """
 from __future__ import annotations
 
@@ -17,6 +31,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from ..config import UserError
 
 
 class Objective:
@@ -32,11 +48,27 @@ class Objective:
     estimate_tag: str = ""
 
     def __init__(self, n_critic: int = 1, warmup_critic_steps: int = 0, warmup_g_steps: int = 0,
-                 warmup_every: int = 0):
+                 warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1, instance_noise: float = 0.0,
+                 instance_noise_steps: int = 0, unroll_steps: int = 0, unroll_lr: float = 0.0):
         self.n_critic = int(n_critic)
         self.warmup_critic_steps = int(warmup_critic_steps)
         self.warmup_g_steps = int(warmup_g_steps)
         self.warmup_every = int(warmup_every)
+        self.r1_gamma = float(r1_gamma)
+        self.r1_every = int(r1_every)
+        if self.r1_every < 1:
+            raise UserError(f"model.r1_every={r1_every} must be >= 1 (1: R1 on every D step).")
+        self.instance_noise = float(instance_noise)
+        self.instance_noise_steps = int(instance_noise_steps)
+        if self.instance_noise < 0 or self.instance_noise_steps < 0:
+            raise UserError(f"model.instance_noise={instance_noise} and model.instance_noise_steps={instance_noise_steps} "
+                            f"must be >= 0.")
+        self.unroll_steps = int(unroll_steps)
+        self.unroll_lr = float(unroll_lr)  # 0: build_objective sets model.opt_d.lr
+        if self.unroll_steps < 0 or self.unroll_lr < 0:
+            raise UserError(f"model.unroll_steps={unroll_steps} and model.unroll_lr={unroll_lr} must be >= 0.")
+        self._last_real: Optional[Tensor] = None  # the last D step's real batch (the unrolled D steps use it)
+        self.d_calls = 0  # discriminator_loss calls so far: which ones carry the lazy R1 term (checkpointed)
 
     # -- pure losses on D outputs --------------------------------------------
     def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
@@ -60,21 +92,89 @@ class Objective:
 
     def discriminator_loss(self, D: nn.Module, real: Tensor, fake: Tensor,
                            generator: Optional[torch.Generator] = None) -> Tensor:
-        """D's whole loss on one batch: :meth:`d_loss` plus :meth:`regularizer`."""
-        loss = self.d_loss(D(real), D(fake))
+        """D's whole loss on one batch: :meth:`d_loss` plus the subclass's :meth:`regularizer` plus, when
+        ``r1_gamma > 0``, the (lazy) R1 penalty of :meth:`r1_penalty` -- composed here, for every objective."""
+        r1_now = self.r1_gamma > 0 and self.d_calls % self.r1_every == 0
+        if self.unroll_steps:
+            self._last_real = real.detach()
+        sigma = self.noise_std()
+        self.d_calls += 1
+        if sigma > 0:  # instance noise on both of D's inputs (real first, then fake, from ``generator``)
+            real, fake = _noisy(real, sigma, generator), _noisy(fake, sigma, generator)
+        real_in = real.detach().requires_grad_(True) if r1_now else real
+        real_out = D(real_in)  # one forward of the real batch serves the loss and R1 (BN stats move once)
+        loss = self.d_loss(real_out, D(fake))
         reg = self.regularizer(D, real, fake, generator)
-        return loss if reg is None else loss + reg
+        if reg is not None:
+            loss = loss + reg
+        if r1_now:
+            # lazy regularisation (Karras et al. 2020): every r1_every-th call, the term times r1_every
+            loss = loss + self.r1_every * self.r1_gamma / 2 * r1_penalty(real_out, real_in)
+        return loss
 
     def regularizer(self, D: nn.Module, real: Tensor, fake: Tensor,
                     generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
         """An extra term of D's loss (gradient penalty, R1 ...); None: no regulariser."""
         return None
 
-    def generator_loss(self, D: nn.Module, fake: Tensor) -> Tensor:
-        return self.g_loss(D(fake))
+    def generator_loss(self, D: nn.Module, fake: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        sigma = self.noise_std()
+        fake_in = _noisy(fake, sigma, generator) if sigma > 0 else fake
+        if self.unroll_steps and self._last_real is not None:
+            return self.g_loss(self.unrolled(D, self._last_real, fake_in))
+        return self.g_loss(D(fake_in))
+
+    def unrolled(self, D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        """Unrolled GAN (Metz et al. 2017): D's output on ``fake`` after ``unroll_steps`` differentiable SGD
+        steps (lr ``unroll_lr``) on :meth:`d_loss` from D's current weights, through ``torch.func.functional_call``;
+        ``fake`` keeps its graph in every step, so G's gradient includes how D would react to it.  D itself is
+        not changed (its buffers are copied).  Metz et al. unroll D's own optimiser (Adam) on fresh batches;
+        here plain SGD on :meth:`d_loss` alone (no regulariser, no clipping) on the last D step's real batch."""
+        from torch.func import functional_call
+
+        params = {n: p.detach().requires_grad_(True) for n, p in D.named_parameters()}
+        buffers = {n: b.clone() for n, b in D.named_buffers()}
+        for _ in range(self.unroll_steps):
+            state = {**params, **buffers}
+            loss = self.d_loss(functional_call(D, state, (real,)), functional_call(D, state, (fake,)))
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            params = {n: p - self.unroll_lr * g for (n, p), g in zip(params.items(), grads)}
+        return functional_call(D, {**params, **buffers}, (fake,))
+
+    def noise_std(self) -> float:
+        """Instance noise std now (Sønderby et al. 2017; Arjovsky & Bottou 2017): ``instance_noise``, annealed
+        linearly to 0 over ``instance_noise_steps`` D steps (0: constant)."""
+        if self.instance_noise <= 0:
+            return 0.0
+        if not self.instance_noise_steps:
+            return self.instance_noise
+        return self.instance_noise * max(0.0, 1.0 - self.d_calls / self.instance_noise_steps)
 
     def after_d_step(self, D: nn.Module) -> None:
         """Called after each optimiser step of D (weight clipping ...)."""
 
+    # -- what a checkpoint keeps -------------------------------------------------
+    def state_dict(self) -> dict:
+        """The objective's own training state (the lazy-R1 call counter), for bit-identical resume."""
+        return {"d_calls": self.d_calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.d_calls = int(state.get("d_calls", 0))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(estimate_tag={self.estimate_tag!r}, n_critic={self.n_critic})"
+
+
+def _noisy(x: Tensor, sigma: float, generator: Optional[torch.Generator]) -> Tensor:
+    return x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def r1_penalty(real_out: Tensor, real_in: Tensor) -> Tensor:
+    """Mescheder et al. 2018 R1 without its factor: E_real ||grad_x D(x)||^2, the squared norm over all
+    non-batch dimensions, averaged over the batch.  ``real_out = D(real_in)`` with ``real_in`` requiring
+    grad; the graph is kept (create_graph=True) so the penalty back-propagates into D's parameters.
+
+    With batch norm in D (train mode) a sample's output depends on the whole batch, so this is the
+    gradient of the batch's summed output, as in the reference implementations that allow BN."""
+    (grad,) = torch.autograd.grad(real_out.sum(), real_in, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()

@@ -14,7 +14,17 @@ raw V(x); the variational function is T = g_f(V).  D maximises
 
     F = E_P[g_f(V)] - E_Q[f*(g_f(V))]  <=  D_f(P || Q),
 
-and G maximises E_Q[g_f(V(G(z)))].  ``estimate`` returns F.  Note that the "js"
+and G either minimises F itself (``g_objective=saddle``, eq. 6: its fake-dependent part
+-E_Q[f*(g_f(V(G(z))))]) or maximises E_Q[g_f(V(G(z)))] (``g_objective=practical``, Section 3.2, the
+default).  At the optimal critic T* = f'(p/q) the saddle generator's gradient is the gradient of
+D_f(P || Q_theta) (since f*(f'(u)) = u f'(u) - f(u)); the practical one's is minus the gradient of another
+divergence (Poole et al. 2016).  ``estimate`` returns F.
+
+Activations: g_f maps R into dom f* for every row (tv: tanh(v)/2 in [-1/2, 1/2]; neyman and hellinger:
+1 - exp(-v) < 1; rkl: -exp(-v) < 0).  They are written increasing in v (larger V = "more real", the
+threshold f'(1) of Table 2 keeps its meaning); a sign flip v -> -v of a decreasing form is absorbed by
+D's last linear layer and changes nothing else.  ``tests/test_objectives.py`` checks the range and that
+f*(g_f(v)) is finite for extreme v.  Note that the "js"
 row's f gives D_f = 2 JSD (bounded by log 4) and the "gan" row's gives
 2 JSD - log 4, as in the paper's Table 1 generators.
 """
@@ -135,17 +145,25 @@ DIVERGENCES: dict[str, FDivergence] = {
 class FGAN(Objective):
     """f-GAN objective for one row of :data:`DIVERGENCES` (Nowozin et al. 2016, eq. 6).
 
-    D minimises -F; G minimises -E_Q[g_f(V(G(z)))] (Section 3.2, practical variant);
-    ``estimate`` is F, a lower bound on D_f(real || model) that is tight at the optimal D.
+    D minimises -F; G minimises -E_Q[g_f(V(G(z)))] (``g_objective="practical"``, Section 3.2) or F
+    itself (``g_objective="saddle"``, eq. 6: the real term has no G gradient, so its loss is
+    -E_Q[f*(g_f(V(G(z))))]); ``estimate`` is F, a lower bound on D_f(real || model) that is tight at
+    the optimal D.
     """
 
-    def __init__(self, divergence: str = "kl", **schedule):
+    G_OBJECTIVES = ("practical", "saddle")
+
+    def __init__(self, divergence: str = "kl", g_objective: str = "practical", **schedule):
         super().__init__(**schedule)
         if divergence not in DIVERGENCES:
             raise UserError(
                 f"model.divergence={divergence} is unknown: use one of {', '.join(DIVERGENCES)}."
             )
+        if g_objective not in self.G_OBJECTIVES:
+            raise UserError(f"model.g_objective={g_objective} is unknown: use saddle (G minimises the bound F, "
+                            f"Nowozin et al. eq. 6) or practical (G maximises E_Q[T], Sec. 3.2).")
         self.div = DIVERGENCES[divergence]
+        self.g_objective = g_objective
         self.estimate_tag = f"estimate/fdiv_{divergence}"
 
     def real_term(self, v: Tensor) -> Tensor:
@@ -163,6 +181,8 @@ class FGAN(Objective):
         return -self.estimate(real_out, fake_out)
 
     def g_loss(self, fake_out: Tensor) -> Tensor:
+        if self.g_objective == "saddle":
+            return -self.fake_term(fake_out).mean()  # G minimises F; E_P[g_f(V)] does not depend on G
         return -self.real_term(fake_out).mean()
 
 
@@ -170,3 +190,4 @@ class FGAN(Objective):
 @dataclass
 class FGANConfig(ObjectiveConfig):
     divergence: str = "kl"  # a row of DIVERGENCES
+    g_objective: str = "practical"  # saddle: G minimises F (eq. 6) | practical: G maximises E_Q[T] (Sec. 3.2)

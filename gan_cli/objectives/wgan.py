@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..config import ObjectiveConfig, component_schema
+from ..config import ObjectiveConfig, UserError, component_schema
 from .base import Objective
 
 
@@ -50,6 +50,10 @@ class WGAN(Wasserstein):
     def __init__(self, clip: float = 0.01, **schedule):
         super().__init__(**schedule)
         self.clip = float(clip)
+        if self.r1_gamma > 0:
+            raise UserError("model.r1_gamma with model=wgan: the clipped critic is already Lipschitz-bounded and its "
+                            "linear loss is unbounded off the real data, which R1 does not touch; use model=wgan_gp, or "
+                            "R1 with model=nsgan|hinge|fgan.")
 
     @torch.no_grad()
     def after_d_step(self, D: nn.Module) -> None:

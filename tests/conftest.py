@@ -56,3 +56,43 @@ def assert_figure(path, min_width=200, min_height=150):
     assert px.shape[1] >= min_width and px.shape[0] >= min_height, (path, px.shape)
     assert px.std() > 5 and len(np.unique(px)) > 8, f"{path} looks blank"
     return px
+
+
+def random_inception_state(seed: int = 0) -> dict:
+    """Random but well-scaled weights (He-normal convs, mild BN stats) so activations stay O(1) through 94 layers."""
+    import math
+
+    from gan_cli.metrics import inception as inc_mod
+
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in inc_mod.FIDInceptionV3().state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = value
+        elif key.endswith("conv.weight"):
+            fan_in = value[0].numel()
+            state[key] = torch.randn(value.shape, generator=g) * math.sqrt(2.0 / fan_in)
+        elif key.endswith("bn.weight") or key.endswith("running_var"):
+            state[key] = torch.rand(value.shape, generator=g) + 0.5
+        elif key.endswith("bn.bias") or key.endswith("running_mean") or key == "fc.bias":
+            state[key] = torch.randn(value.shape, generator=g) * 0.1
+        elif key == "fc.weight":
+            state[key] = torch.randn(value.shape, generator=g) / math.sqrt(value.shape[1])
+        else:  # pragma: no cover - a new parameter kind must be given a scale here
+            raise AssertionError(key)
+    return state
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory) -> Path:
+    """A local FID Inception weight file with random, well-scaled weights (the real ones cannot be downloaded here)."""
+    from gan_cli.metrics import inception as inc_mod
+
+    path = tmp_path_factory.mktemp("inception") / inc_mod.WEIGHTS_FILE
+    torch.save(random_inception_state(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights(random_weights) -> Path:
+    return random_weights

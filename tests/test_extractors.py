@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import urllib.error
 import warnings
@@ -25,34 +24,6 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 # ----------------------------------------------------------------------------- inception
-def _random_inception_state(seed: int = 0) -> dict:
-    """Random but well-scaled weights (He-normal convs, mild BN stats) so activations stay O(1) through 94 layers."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in inc_mod.FIDInceptionV3().state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = value
-        elif key.endswith("conv.weight"):
-            fan_in = value[0].numel()
-            state[key] = torch.randn(value.shape, generator=g) * math.sqrt(2.0 / fan_in)
-        elif key.endswith("bn.weight") or key.endswith("running_var"):
-            state[key] = torch.rand(value.shape, generator=g) + 0.5
-        elif key.endswith("bn.bias") or key.endswith("running_mean") or key == "fc.bias":
-            state[key] = torch.randn(value.shape, generator=g) * 0.1
-        elif key == "fc.weight":
-            state[key] = torch.randn(value.shape, generator=g) / math.sqrt(value.shape[1])
-        else:  # pragma: no cover - a new parameter kind must be given a scale here
-            raise AssertionError(key)
-    return state
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("inception") / inc_mod.WEIGHTS_FILE
-    torch.save(_random_inception_state(), path)
-    return path
-
-
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> None:
     a, b = a.detach(), b.detach()
     scale = max(float(b.abs().max()), 1e-6)

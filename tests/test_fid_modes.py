@@ -11,7 +11,6 @@ files: 32x32 and 64x64 RGB, a 32x32 grey one, and a 320x300 one (downsampling, w
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+
 
 from gan_cli.config import UserError
 from gan_cli.metrics import inception as inc_mod
@@ -31,33 +31,6 @@ pytest.importorskip("cleanfid")
 
 MODES = ("pytorch_fid", "torch_fidelity", "clean")
 REL = 1e-4
-
-
-def _random_inception_state(seed: int = 0) -> dict:
-    """Random, well-scaled weights (as tests/test_extractors.py): activations stay O(1) through the network."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in inc_mod.FIDInceptionV3().state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = value
-        elif key.endswith("conv.weight"):
-            state[key] = torch.randn(value.shape, generator=g) * math.sqrt(2.0 / value[0].numel())
-        elif key.endswith("bn.weight") or key.endswith("running_var"):
-            state[key] = torch.rand(value.shape, generator=g) + 0.5
-        elif key.endswith("bn.bias") or key.endswith("running_mean") or key == "fc.bias":
-            state[key] = torch.randn(value.shape, generator=g) * 0.1
-        elif key == "fc.weight":
-            state[key] = torch.randn(value.shape, generator=g) / math.sqrt(value.shape[1])
-        else:  # pragma: no cover
-            raise AssertionError(key)
-    return state
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("inception") / inc_mod.WEIGHTS_FILE
-    torch.save(_random_inception_state(), path)
-    return path
 
 
 def _picture(rng, h: int, w: int, grey: bool = False):

@@ -53,17 +53,20 @@ def _resume_overridable(key: str) -> bool:
     return key in RESUME_OVERRIDABLE or key.startswith(RESUME_OVERRIDABLE_GROUPS) or key.startswith("hydra")
 
 
+def check_resume_overrides(keys) -> None:
+    """One line when a resume asks to change a setting that only a new run may set."""
+    bad = sorted(k for k in set(keys) - {"resume"} if not _resume_overridable(k))
+    if bad:
+        raise UserError(f"resume takes the run's saved config; these overrides cannot change on resume: {', '.join(bad)} "
+                        f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*).")
+
+
 def _config_for_resume(cfg: DictConfig, saved: dict, overrides: list[str]) -> DictConfig:
     from gan_cli.build import load_config
 
     new = load_config(saved)
     changed = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    ignored = sorted(k for k in changed - {"resume"} if not _resume_overridable(k))
-    if ignored:
-        raise UserError(
-            f"resume takes the run's saved config; these overrides cannot change on resume: {', '.join(ignored)} "
-            f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*)."
-        )
+    check_resume_overrides(changed)
     for key in sorted(changed - {"resume"}):
         if not key.startswith("hydra"):
             OmegaConf.update(new, key, OmegaConf.select(cfg, key), merge=False)
@@ -281,11 +284,7 @@ def _precheck_resume(argv: list[str]):
         raise UserError(f"resume={value}: the folder holds no checkpoint (checkpoints/step_*.pt); start a new run instead.")
     from gan_cli.runlock import RunLock
 
-    keys = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")}
-    bad = sorted(k for k in keys - {"resume"} if not _resume_overridable(k))
-    if bad:
-        raise UserError(f"resume takes the run's saved config; these overrides cannot change on resume: {', '.join(bad)} "
-                        f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*).")
+    check_resume_overrides({a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")})
     lock = RunLock(folder).acquire()
     try:
         _, state = ck.latest_good_checkpoint(folder)

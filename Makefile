@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): one per core; each gets its share of the torch threads. JOBS=0 runs in-process.
+JOBS ?= auto
+XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
 .PHONY: install demo test test-fast test-slow bench tensorboard clean
 
@@ -23,14 +26,14 @@ demo: $(STAMP)
 
 ## test: the whole test suite on the CPU (slow tests included)
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 ## test-fast: skip the tests marked slow
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m slow $(PYTEST_ARGS)
 
 ## bench: side-by-side speed comparisons (ratios, not tests)
 bench: $(STAMP)

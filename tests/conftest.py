@@ -8,7 +8,9 @@ from hydra import compose, initialize_config_module
 
 import gan_cli.train  # noqa: F401  (registers the config schema and resolvers)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (make test) the cores are shared out among the test processes.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 BIN = Path(sys.executable).parent
 

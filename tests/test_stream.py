@@ -79,6 +79,32 @@ def test_stream_rows_equal_the_tensor_rows(mnist_root, size, channels):
     assert torch.equal(torch.cat([walk(40), walk(1), walk(50)]), t.images[torch.arange(90, -1, -1)])
 
 
+def test_real_features_read_through_the_stream_equal_the_tensor_ones(mnist_root, tmp_path, monkeypatch):
+    """The evaluator's real side: the same seeded subset, read through the workers, gives the same features."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.config import MetricsConfig
+    from gan_cli.metrics.evaluator import Evaluator
+
+    class Flat:  # a stand-in extractor: the pixels are the features
+        cache_id = "flat-pixels"
+
+        def __call__(self, x):
+            return {"pool": x.flatten(1), "logits": x.flatten(1)[:, :10]}
+
+    monkeypatch.setattr(Evaluator, "extractor", lambda self: Flat())
+    feats = {}
+    for loader in ("tensor", "stream"):
+        cfg = _mnist_cfg(mnist_root, loader=loader, num_workers=1)
+        metrics = OmegaConf.structured(MetricsConfig(suite="images", num_samples=70, feature_batch=32,
+                                                     cache_dir=str(tmp_path / loader)))
+        ev = Evaluator(metrics, cfg, build_data(cfg, "cpu"), "cpu")
+        feats[loader] = ev._real_features()
+    assert feats["tensor"].keys() == feats["stream"].keys() and feats["tensor"]["pool"].shape == (70, 784)
+    for k in feats["tensor"]:
+        np.testing.assert_array_equal(feats["tensor"][k], feats["stream"][k])
+
+
 def test_stream_batches_shape_dtype_range_and_uniform_law(tmp_path):
     """Pipeline batches: float32 (n, C, H, W) in [-1, 1], every row one of the images (its uint8 mapped as the
     tensor path maps it), index draws uniform with replacement (chi-square against uniform, as for the tensor
@@ -184,6 +210,21 @@ def test_the_default_budget_is_a_quarter_of_the_device_memory():
     budget, how = device_budget("cpu")
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert budget == ram / 4 and "a quarter of host RAM" in how
+
+
+def test_the_real_feature_cache_is_shared_by_both_paths():
+    """The loader keys say how the images are read, not which: the real-side feature cache key ignores them."""
+    from dataclasses import replace
+
+    from gan_cli.data.images import ImageFolderConfig
+    from gan_cli.metrics.cache import real_stats_key
+
+    base = ImageFolderConfig(name="image_folder", path="/x", image_size=8, channels=1)
+    args = dict(extractor_id="inception:abc", layer="pool", num_samples=100, seed=0)
+    key = real_stats_key(base, **args)
+    for field, value in dict(loader="stream", memory_budget_gb=0.5, num_workers=3, start_method="spawn").items():
+        assert real_stats_key(replace(base, **{field: value}), **args) == key
+    assert real_stats_key(replace(base, image_size=16), **args) != key
 
 
 def test_an_image_folder_is_sized_without_decoding(tmp_path, monkeypatch):

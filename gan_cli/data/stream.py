@@ -72,36 +72,43 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # n workers x all cores of threads would oversubscribe the CPU
 
 
-def worker_context(method: str = "auto"):
-    """The multiprocessing context for DataLoader workers (None: the platform's default).
-
-    Inside a joblib/loky worker the global start method is ``loky``, which a spawned child cannot find
-    (and the default context's workers crash): the global method is set to ``spawn`` there (or to
-    ``method``), as a spawned worker reads it from its parent."""
-    if method not in START_METHODS:
-        raise UserError(f"data.start_method={method} is not a start method: use auto, fork, spawn or forkserver.")
+def _foreign_start_method() -> Optional[str]:
+    """The global start method when it is one the standard library does not know (``loky`` inside a
+    joblib worker), else None.  Reads it without fixing it (``allow_none``)."""
     current = mp.get_start_method(allow_none=True)
-    foreign = current is not None and current not in mp.get_all_start_methods()  # e.g. "loky"
-    if method != "auto" and method not in mp.get_all_start_methods():
-        raise UserError(f"data.start_method={method} is not available on this platform: use one of "
-                        f"{', '.join(mp.get_all_start_methods())} (or auto).")
-    if foreign:
-        chosen = "spawn" if method == "auto" else method
-        mp.set_start_method(chosen, force=True)
-        log.info("data: the start method was %s (a joblib/loky worker): set to %s for DataLoader workers",
-                 current, chosen)
-        return mp.get_context(chosen)
-    return None if method == "auto" else mp.get_context(method)
+    return current if current is not None and current not in mp.get_all_start_methods() else None
 
 
 def start_method_name(method: str = "auto") -> str:
-    """The start method :func:`worker_context` will use, for the printed choice line."""
-    current = mp.get_start_method(allow_none=True)
+    """The start method DataLoader workers will use: ``method``, or for ``auto`` ``spawn`` inside a joblib/loky
+    worker, else the global one if the program set it, else the platform's default (the first of
+    ``multiprocessing.get_all_start_methods()``).  Nothing global is read in a way that fixes it."""
+    if method not in START_METHODS:
+        raise UserError(f"data.start_method={method} is not a start method: use auto, fork, spawn or forkserver.")
     if method != "auto":
+        if method not in mp.get_all_start_methods():
+            raise UserError(f"data.start_method={method} is not available on this platform: use one of "
+                            f"{', '.join(mp.get_all_start_methods())} (or auto).")
         return method
-    if current is not None and current not in mp.get_all_start_methods():
+    if _foreign_start_method():
         return "spawn"
-    return mp.get_start_method()
+    return mp.get_start_method(allow_none=True) or mp.get_all_start_methods()[0]
+
+
+def worker_context(method: str = "auto"):
+    """The multiprocessing context for DataLoader workers (always an explicit one, so the program's default
+    context is never fixed as a side effect).
+
+    Inside a joblib/loky worker the global start method is ``loky``, which a spawned child cannot find
+    (and the default context's workers crash): there the global method is set to the chosen one, as a
+    spawned or forkserver child reads it from its parent."""
+    chosen = start_method_name(method)
+    foreign = _foreign_start_method()
+    if foreign:
+        mp.set_start_method(chosen, force=True)
+        log.info("data: the start method was %s (a joblib/loky worker): set to %s for DataLoader workers",
+                 foreign, chosen)
+    return mp.get_context(chosen)
 
 
 class SeededBatchSampler(Sampler):

@@ -30,7 +30,8 @@ Sampling (the ``sample(n, generator)`` interface of every :class:`~gan_cli.data.
   ``rank, rank + num_replicas, ...`` (disjoint shards that cover the data set, sizes differing by at
   most one).  Call it before the first ``sample``; each rank's own train stream seeds its sampler.
 
-Worker processes and launchers: ``start_method=auto`` uses the platform's default, except inside a
+Worker processes and launchers: ``start_method=auto`` uses the program's start method when it set one,
+else the platform's default (always through an explicit context), except inside a
 joblib/loky worker (hydra-joblib-launcher), whose global start method is ``loky``: there DataLoader
 workers die ("exited unexpectedly") unless the start method is set, so it is set to ``spawn`` for that
 process (``multiprocessing.set_start_method("spawn", force=True)``), which is what a spawned worker

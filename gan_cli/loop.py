@@ -194,6 +194,8 @@ class Trainer:
             **({"generator_ema": self.ema.state_dict()} if self.ema is not None else {}),
             # the objective's own counters (which D steps carry a lazy regulariser)
             "objective": self.objective.state_dict() if hasattr(self.objective, "state_dict") else {},
+            # a data source with a position (the streaming sampler's batch count), so a resume is exact
+            **({"data": self.data.state_dict()} if hasattr(self.data, "state_dict") else {}),
             "config": plain_config(self.cfg),
             "info": {"name": self.info.name, "kind": self.info.kind, "shape": list(self.info.shape)},
         }
@@ -224,6 +226,8 @@ class Trainer:
         self.skips = int(s.get("skips", 0))
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(s.get("objective") or {})
+        if hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(s.get("data"))
 
     # -- one step ------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:

@@ -21,6 +21,12 @@ real_subset   real   which real images the real-side features use
 eval_real     real   the real points of the toy metrics
 ============  =====  ===============================================================
 
+A stream can have child streams that are not in the table: :func:`child_seed` hashes (base, purpose,
+counters) with numpy's ``SeedSequence``, e.g. the streaming data sampler's seed from the train stream's
+seed, and batch b's seed from that (:mod:`gan_cli.data.stream`).  Hashing, not ``base + n``: children of
+nearby bases or counters never share a seed with each other or with the table's streams (except by a
+2^-63 accident).
+
 The offsets keep the numbers of earlier gan_cli versions; streams of one run never share a
 seed.  (Runs whose seeds differ by less than 12346 can share a seed *across* streams, e.g.
 seed=0's ``train`` and seed=1's ``init``; they are different uses, so this does not correlate
@@ -28,6 +34,9 @@ anything that is compared.)
 """
 from __future__ import annotations
 
+import zlib
+
+import numpy as np
 import torch
 
 STREAMS = {
@@ -51,3 +60,15 @@ def seed_for(base: int, stream: str) -> int:
 def generator(base: int, stream: str, device="cpu") -> torch.Generator:
     """A fresh ``torch.Generator`` on ``device`` for ``stream``."""
     return torch.Generator(device).manual_seed(seed_for(base, stream))
+
+
+def child_seed(base: int, purpose: str, *counters: int) -> int:
+    """A 63-bit seed for the child stream ``purpose`` (and ``counters``, e.g. a batch number) of a stream
+    whose seed is ``base``: numpy ``SeedSequence([base, crc32(purpose), len(counters), *counters])``, a hash, so the
+    children of one base are independent of each other and of ``base``'s own draws."""
+    # the count of counters is hashed too: SeedSequence pads with zeros, so [b, p] and [b, p, 0] would collide
+    entropy = [int(base) & 0xFFFFFFFFFFFFFFFF, zlib.crc32(purpose.encode("utf-8")), len(counters),
+               *(int(c) for c in counters)]
+    if any(c < 0 for c in entropy):
+        raise ValueError(f"child_seed: counters must be >= 0, got {counters}")
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))

@@ -41,6 +41,12 @@ class DataSource:
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def shard(self, rank: int, num_replicas: int) -> "DataSource":
+        """Multi-process training: this rank's part of the data (``DistributedSampler``'s argument names).
+        Image sources draw only from images ``rank, rank + num_replicas, ...``; toy data is drawn fresh from
+        the distribution, so there is nothing to split (each rank's own generator makes its draws differ)."""
+        return self
+
     def _rng_device(self, generator: Optional[torch.Generator]) -> torch.device:
         return generator.device if generator is not None else self.device
 

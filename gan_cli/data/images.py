@@ -1,4 +1,16 @@
-"""Image data sets, loaded whole into one uint8 tensor ``(N, C, H, W)``.
+"""Image data sets: one uint8 tensor ``(N, C, H, W)`` on the device, or a DataLoader stream.
+
+Where the images live is chosen per split by :func:`choose_loader` (``data.loader=auto``: the on-device
+tensor when ``N x C x H x W`` bytes fit ``data.memory_budget_gb``, else a stream through a torch
+``DataLoader`` with ``data.num_workers`` workers, :mod:`gan_cli.data.stream`), and logged in one line
+(gan-train prints it)::
+
+    data: fashion_mnist/train: 60000 images x 1x28x28 = 47 MB uint8 fits the 2 GB budget (data.memory_budget_gb): on-device tensor (cpu)
+
+The stream path keeps the stored arrays (MNIST family, CIFAR-10, digits: small in their stored size) in
+host memory and fits them to ``image_size`` / ``channels`` a batch at a time in the workers, or decodes
+image files in the workers; an image folder's size is its file count x the target shape (nothing is
+decoded to learn it).
 
 * ``mnist``, ``fashion_mnist`` -- torchvision's ``MNIST`` / ``FashionMNIST`` classes reading the
   uncompressed IDX files under ``<data.root>/<ClassName>/raw/`` (``download=False``).  Those files are
@@ -44,9 +56,11 @@ from urllib.error import URLError
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from ..config import DataConfig, UserError, component_schema
 from .base import DataInfo, DataSource
+from .stream import START_METHODS, LoadError, StreamSource, shard_indices, start_method_name
 
 log = logging.getLogger(__name__)
 
@@ -491,9 +505,8 @@ def read_image(path: str, size: int, channels: int) -> np.ndarray:
     return arr.reshape(size, size, channels)
 
 
-def _load_folder(data_cfg):
-    from PIL import Image
-
+def folder_files(data_cfg):
+    """The image files of ``data.path`` (checked; at most ``data.limit``), without decoding any."""
     path = getattr(data_cfg, "path", None)
     if not path:
         raise UserError("data=image_folder needs data.path=/path/to/images (a folder of png/jpg/... files, "
@@ -504,7 +517,7 @@ def _load_folder(data_cfg):
     if not os.path.isdir(folder):
         raise UserError(f"data.path={folder} is a file, not a folder: point data.path at the folder that holds "
                         f"the images.")
-    channels, size = int(data_cfg.channels), int(data_cfg.image_size)
+    channels = int(data_cfg.channels)
     if channels not in (1, 3):
         raise UserError(f"data.channels={channels} is not supported for image_folder: use 1 (grey) or 3 (RGB).")
     files = list_images(folder, limit=int(getattr(data_cfg, "limit", 0) or 0))  # stops at data.limit files
@@ -512,13 +525,21 @@ def _load_folder(data_cfg):
         exts = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
         raise UserError(f"data.path={folder} holds no images ({exts}) in it or its subfolders: "
                         f"put image files there or point data.path elsewhere.")
+    return files
+
+
+def decode_files(files, size: int, channels: int):
+    """uint8 ``(len(files), channels, size, size)`` (:func:`read_image` each), or a :class:`LoadError` that
+    names the first file that cannot be read."""
+    from PIL import Image
+
     out = np.empty((len(files), size, size, channels), dtype=np.uint8)
     for i, f in enumerate(files):
         try:
             out[i] = read_image(f, size, channels)
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-            raise UserError(f"cannot read image file {f} ({_short(e)}): remove or replace it.") from None
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), None
+            return LoadError(f"cannot read image file {f} ({_short(e)}): remove or replace it.")
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 # ---------------------------------------------------------------------------------------- fitting
@@ -545,96 +566,258 @@ def fit_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     return images
 
 
-def load_image_split(name: str, loader: Callable[[bool], Tuple[torch.Tensor, Optional[torch.Tensor]]], split: str,
-                     image_size: int, channels: int, limit: int = 0, fit: bool = True):
-    """``(uint8 (N, C, H, W), labels LongTensor or None)`` on the CPU: ``loader(train)`` gives the stored
-    images of one split; the first ``limit`` training images are kept (0: all), and with ``fit`` they are
-    resized / converted to ``image_size`` and ``channels``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    train = split == "train"
-    t0 = time.perf_counter()
-    images, labels = loader(train)
-    if train and limit > 0:
-        images = images[:limit].clone()  # clone: do not keep the full set's storage alive
-        labels = labels[:limit].clone() if labels is not None else None
-    if fit:
-        images = fit_images(images, int(image_size), int(channels))
-    log.info("%s/%s: %d images %s in %.2f s", name, split, len(images), tuple(images.shape[1:]),
-             time.perf_counter() - t0)
-    return images.contiguous(), labels
+# ------------------------------------------------------------------------------- tensor or stream
+LOADERS = ("auto", "tensor", "stream")
+#: data.num_workers=null: torch's CPU thread count (which the joblib launcher caps at cores / jobs), at most this
+MAX_AUTO_WORKERS = 8
+#: data.memory_budget_gb=null: this fraction of the device's memory (host RAM for device=cpu)
+AUTO_BUDGET_FRACTION = 0.25
+
+
+def fmt_bytes(n: float) -> str:
+    """Decimal units (1 GB = 10^9 bytes), three significant digits: ``47 MB``, ``2.4 GB``."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            v = n / size
+            return f"{v:.3g} {unit}" if v < 1000 else f"{v:.0f} {unit}"
+    return f"{int(n)} B"
+
+
+def device_budget(device) -> Tuple[float, str]:
+    """``(bytes, how it was set)``: the default budget, a quarter of the device's memory."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        total, where = float(torch.cuda.get_device_properties(device).total_memory), str(device)
+    else:
+        try:
+            total, where = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "host RAM"
+        except (ValueError, OSError, AttributeError):  # no sysconf (Windows): a fixed budget
+            return 2e9, "data.memory_budget_gb=null, no memory size known: 2 GB"
+    return total * AUTO_BUDGET_FRACTION, f"data.memory_budget_gb=null: a quarter of {where}'s {fmt_bytes(total)}"
+
+
+def check_loader_options(loader: str = "auto", memory_budget_gb: Optional[float] = None,
+                         num_workers: Optional[int] = None, start_method: str = "auto") -> None:
+    """One-line errors for the data.loader / memory_budget_gb / num_workers / start_method values."""
+    if loader not in LOADERS:
+        raise UserError(f"data.loader={loader} is not a loader: use auto (a DataLoader stream only when the data "
+                        f"exceeds data.memory_budget_gb), tensor (always on the device) or stream (always streamed).")
+    if memory_budget_gb is not None:
+        try:
+            budget = float(memory_budget_gb)
+        except (TypeError, ValueError):
+            budget = float("nan")
+        if not (math.isfinite(budget) and budget > 0):
+            raise UserError(f"data.memory_budget_gb={memory_budget_gb} must be a number > 0 (in GB, 10^9 bytes), or "
+                            f"null for a quarter of the device's memory.")
+    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int)
+                                    or num_workers < 0):
+        raise UserError(f"data.num_workers={num_workers} must be an integer >= 0 (0: batches made in the main "
+                        f"process), or null for min({MAX_AUTO_WORKERS}, torch's thread count).")
+    if start_method not in START_METHODS:
+        raise UserError(f"data.start_method={start_method} is not a start method: use auto, fork, spawn or "
+                        f"forkserver.")
+
+
+def choose_loader(name: str, split: str, n: int, shape: Tuple[int, ...], device, loader: str = "auto",
+                  memory_budget_gb: Optional[float] = None, num_workers: Optional[int] = None,
+                  start_method: str = "auto") -> Tuple[str, int]:
+    """``("tensor" | "stream", worker count)`` for ``n`` images of ``shape`` as uint8 on ``device``, and one
+    log line that says why (gan-train prints it)."""
+    check_loader_options(loader, memory_budget_gb, num_workers, start_method)
+    nbytes = n * math.prod(shape)
+    if memory_budget_gb is None:
+        budget, how = device_budget(device)
+    else:
+        budget, how = float(memory_budget_gb) * 1e9, "data.memory_budget_gb"
+    fits = nbytes <= budget
+    mode = ("tensor" if fits else "stream") if loader == "auto" else loader
+    workers = int(num_workers) if num_workers is not None else min(MAX_AUTO_WORKERS, max(1, torch.get_num_threads()))
+    if mode == "tensor":
+        what = f"on-device tensor ({torch.device(device)})"
+    elif workers:
+        what = f"streaming through a DataLoader with {workers} workers ({start_method_name(start_method)})"
+    else:
+        what = "streaming through a DataLoader in the main process (data.num_workers=0)"
+    forced = "" if loader == "auto" else f" (data.loader={loader})"
+    log.info("data: %s/%s: %d images x %s = %s uint8 %s the %s budget (%s): %s%s", name, split, n,
+             "x".join(str(int(s)) for s in shape), fmt_bytes(nbytes), "fits" if fits else "exceeds",
+             fmt_bytes(budget), how, what, forced)
+    return mode, workers
+
+
+class StoredImages(Dataset):
+    """A stored uint8 CPU tensor ``(N, C, h, w)`` served a batch at a time, fitted to ``(channels, size,
+    size)`` by :func:`fit_images` (in the DataLoader workers).  Workers share the tensor (fork: copy on
+    write; spawn: torch moves it to shared memory)."""
+
+    def __init__(self, images: torch.Tensor, size: int, channels: int):
+        self.images, self.size, self.channels = images, int(size), int(channels)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitems__(self, idx) -> torch.Tensor:
+        return fit_images(self.images[torch.as_tensor(idx, dtype=torch.long)], self.size, self.channels).contiguous()
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.__getitems__([i])[0]
+
+
+class FolderImages(Dataset):
+    """Image files decoded a batch at a time by :func:`decode_files` (in the DataLoader workers); an
+    unreadable file comes back as a :class:`~gan_cli.data.stream.LoadError`."""
+
+    def __init__(self, files, size: int, channels: int):
+        self.files, self.size, self.channels = list(files), int(size), int(channels)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitems__(self, idx):
+        return decode_files([self.files[i] for i in idx], self.size, self.channels)
+
+    def __getitem__(self, i: int):
+        out = self.__getitems__([i])
+        return out if isinstance(out, LoadError) else out[0]
 
 
 class ImageSource(DataSource):
     """Index draws (with replacement) from one uint8 tensor ``images`` kept on the device.
 
-    ``labels`` (a CPU LongTensor) and ``info.n_modes`` (the class count) are set for labelled sets."""
+    ``labels`` (a CPU LongTensor) and ``info.n_modes`` (the class count) are set for labelled sets.
+    ``shard(rank, num_replicas)`` restricts the draws to ``rank, rank + num_replicas, ...``, as
+    :meth:`gan_cli.data.stream.StreamSource.shard` does."""
 
     def __init__(self, info: DataInfo, images: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device):
         self.info = info
         self.device = device
         self.images = images.to(device)  # uint8 (N, C, H, W)
         self.labels = labels  # CPU LongTensor or None
+        self.rank, self.num_replicas = 0, 1
+        self._shard: Optional[torch.Tensor] = None  # None: the whole set
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def shard(self, rank: int, num_replicas: int) -> "ImageSource":
+        self._shard = shard_indices(len(self), rank, num_replicas).to(self.device) if num_replicas > 1 else None
+        self.rank, self.num_replicas = int(rank), int(num_replicas)
+        return self
+
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        idx = torch.randint(0, self.images.shape[0], (n,), generator=generator, device=self._rng_device(generator))
+        if self._shard is None:
+            idx = torch.randint(0, self.images.shape[0], (n,), generator=generator, device=self._rng_device(generator))
+        else:
+            pos = torch.randint(0, len(self._shard), (n,), generator=generator, device=self._rng_device(generator))
+            idx = self._shard[pos.to(self.device)]
         x = self.images[idx.to(self.device)].float()
         return x.div_(127.5).sub_(1.0)  # 0 -> -1, 255 -> 1
 
 
+def _split(split: str) -> bool:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return split == "train"
+
+
 def _source(name: str, loader, device, split: str, image_size: int, channels: int, limit: int,
-            n_classes: Optional[int], fit: bool = True) -> ImageSource:
-    images, labels = load_image_split(name, loader, split, image_size, channels, int(limit or 0), fit)
+            n_classes: Optional[int], stream: dict):
+    """An ImageSource (the fitted images on the device) or a StreamSource (stored images fitted by workers)."""
+    train = _split(split)
+    t0 = time.perf_counter()
+    images, labels = loader(train)  # as stored, on the CPU
+    if train and limit > 0:
+        images = images[:limit].clone()  # clone: do not keep the full set's storage alive
+        labels = labels[:limit].clone() if labels is not None else None
     if images.shape[0] == 0:
         raise UserError(f"data={name} has no {split} images (data.limit={limit}).")
-    info = DataInfo(name=name, kind="image", shape=tuple(images.shape[1:]), n_modes=n_classes)
-    return ImageSource(info, images, labels, torch.device(device))
+    shape = (int(channels), int(image_size), int(image_size))
+    info = DataInfo(name=name, kind="image", shape=shape, n_modes=n_classes)
+    mode, workers = choose_loader(name, split, images.shape[0], shape, device, **stream)
+    if mode == "stream":
+        fit_images(images[:1], int(image_size), int(channels))  # an unsupported conversion: its line, now
+        return StreamSource(info, StoredImages(images.contiguous(), image_size, channels), labels,
+                            torch.device(device), workers, stream.get("start_method", "auto"))
+    images = fit_images(images, int(image_size), int(channels))
+    log.info("%s/%s: %d images %s in %.2f s", name, split, len(images), tuple(images.shape[1:]),
+             time.perf_counter() - t0)
+    return ImageSource(info, images.contiguous(), labels, torch.device(device))
+
+
+def _stream_opts(loader, memory_budget_gb, num_workers, start_method) -> dict:
+    return {"loader": loader, "memory_budget_gb": memory_budget_gb, "num_workers": num_workers,
+            "start_method": start_method}
 
 
 # ------------------------------------------------------------------------------- the data factories
-# Each is the ``_target_`` of a YAML in conf/data/ (built by gan_cli.build.build_data).
+# Each is the ``_target_`` of a YAML in conf/data/ (built by gan_cli.build.build_data).  The last four
+# arguments of each pick the on-device tensor or the DataLoader stream (choose_loader).
 
 def mnist(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
-          image_size: int = 28, channels: int = 1, limit: int = 0, system_root: Optional[str] = None):
+          image_size: int = 28, channels: int = 1, limit: int = 0, system_root: Optional[str] = None,
+          loader: str = "auto", memory_budget_gb: Optional[float] = None, num_workers: Optional[int] = None,
+          start_method: str = "auto"):
     """``data=mnist``: torchvision's MNIST (downloaded into ``root`` on first use)."""
     opts = SimpleNamespace(root=root, download=download, system_root=system_root)
     return _source("mnist", lambda train: _load_mnist_family("mnist", opts, train), device, split, image_size,
-                   channels, limit, n_classes=10)
+                   channels, limit, 10, _stream_opts(loader, memory_budget_gb, num_workers, start_method))
 
 
 def fashion_mnist(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
                   image_size: int = 28, channels: int = 1, limit: int = 0,
-                  system_root: Optional[str] = "/usr/share/datasets/fashion-mnist"):
+                  system_root: Optional[str] = "/usr/share/datasets/fashion-mnist", loader: str = "auto",
+                  memory_budget_gb: Optional[float] = None, num_workers: Optional[int] = None,
+                  start_method: str = "auto"):
     """``data=fashion_mnist``: Debian's dataset-fashion-mnist files when present, else torchvision's download."""
     opts = SimpleNamespace(root=root, download=download, system_root=system_root)
     return _source("fashion_mnist", lambda train: _load_mnist_family("fashion_mnist", opts, train), device, split,
-                   image_size, channels, limit, n_classes=10)
+                   image_size, channels, limit, 10, _stream_opts(loader, memory_budget_gb, num_workers, start_method))
 
 
 def cifar10(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
-            image_size: int = 32, channels: int = 3, limit: int = 0, system_root: Optional[str] = None):
+            image_size: int = 32, channels: int = 3, limit: int = 0, system_root: Optional[str] = None,
+            loader: str = "auto", memory_budget_gb: Optional[float] = None, num_workers: Optional[int] = None,
+            start_method: str = "auto"):
     """``data=cifar10``: torchvision's CIFAR-10 (downloaded into ``root`` on first use)."""
     opts = SimpleNamespace(root=root, download=download)
     return _source("cifar10", lambda train: _load_cifar10(opts, train), device, split, image_size, channels, limit,
-                   n_classes=10)
+                   10, _stream_opts(loader, memory_budget_gb, num_workers, start_method))
 
 
 def digits(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/data", download: bool = True,
-           image_size: int = 8, channels: int = 1, limit: int = 0, system_root: Optional[str] = None):
+           image_size: int = 8, channels: int = 1, limit: int = 0, system_root: Optional[str] = None,
+           loader: str = "auto", memory_budget_gb: Optional[float] = None, num_workers: Optional[int] = None,
+           start_method: str = "auto"):
     """``data=digits``: scikit-learn's bundled 8x8 digits (first 1,500 train, last 297 test)."""
-    return _source("digits", _load_digits, device, split, image_size, channels, limit, n_classes=10)
+    return _source("digits", _load_digits, device, split, image_size, channels, limit, 10,
+                   _stream_opts(loader, memory_budget_gb, num_workers, start_method))
 
 
 def image_folder(device="cpu", split: str = "train", path: Optional[str] = None, root: str = "~/.cache/gan_cli/data",
                  download: bool = True, image_size: int = 32, channels: int = 3, limit: int = 0,
-                 system_root: Optional[str] = None):
-    """``data=image_folder``: every image under ``path`` (no held-out split: ``test`` is the same images)."""
-    opts = SimpleNamespace(path=path, image_size=image_size, channels=channels, limit=limit)
-    return _source("image_folder", lambda train: _load_folder(opts), device, split, image_size, channels, 0,
-                   n_classes=None, fit=False)  # _load_folder applies size, channels and limit itself
+                 system_root: Optional[str] = None, loader: str = "auto", memory_budget_gb: Optional[float] = None,
+                 num_workers: Optional[int] = None, start_method: str = "auto"):
+    """``data=image_folder``: every image under ``path`` (no held-out split: ``test`` is the same images).
+
+    Its size is known from the file count (no image is decoded to choose between tensor and stream)."""
+    _split(split)
+    stream = _stream_opts(loader, memory_budget_gb, num_workers, start_method)
+    check_loader_options(**stream)  # before the folder is walked
+    files = folder_files(SimpleNamespace(path=path, channels=channels, limit=limit))
+    size, channels = int(image_size), int(channels)
+    shape = (channels, size, size)
+    info = DataInfo(name="image_folder", kind="image", shape=shape, n_modes=None)
+    mode, workers = choose_loader("image_folder", split, len(files), shape, device, **stream)
+    if mode == "stream":
+        return StreamSource(info, FolderImages(files, size, channels), None, torch.device(device), workers,
+                            start_method)
+    t0 = time.perf_counter()
+    images = decode_files(files, size, channels)
+    if isinstance(images, LoadError):
+        raise UserError(images.message)
+    log.info("image_folder/%s: %d images %s in %.2f s", split, len(images), shape, time.perf_counter() - t0)
+    return ImageSource(info, images, None, torch.device(device))
 
 
 @component_schema("data", "images")
@@ -646,6 +829,13 @@ class ImageDataConfig(DataConfig):
     channels: int = 3
     limit: int = 0  # use only the first N training images (0: all)
     system_root: Optional[str] = None  # e.g. Debian's /usr/share/datasets/...
+    # where the training images live (gan_cli.data.images.choose_loader, gan_cli.data.stream):
+    # auto: one uint8 tensor on the device when N x C x H x W bytes fit memory_budget_gb, else a DataLoader
+    # stream; tensor / stream: always that
+    loader: str = "auto"
+    memory_budget_gb: Optional[float] = None  # GB (10^9 bytes); null: a quarter of the device's memory
+    num_workers: Optional[int] = None  # DataLoader worker processes; null: min(8, torch's CPU threads); 0: none
+    start_method: str = "auto"  # workers' start method: auto (platform default; spawn in a joblib worker) | fork | spawn | forkserver
 
 
 @component_schema("data", "image_folder")

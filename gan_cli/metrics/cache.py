@@ -36,7 +36,9 @@ from gan_cli.checkpoint import NotARegularFile, atomic_write_bytes, open_regular
 CACHE_VERSION = 1
 
 #: data-config fields that do not change the real images (loader knobs, not content)
-_DATA_FIELDS_IGNORED = ("batch_size", "latent_dim", "default_net", "download")
+# how the images are loaded, not which: the on-device tensor and the DataLoader stream give the same images
+_DATA_FIELDS_IGNORED = ("batch_size", "latent_dim", "default_net", "download", "loader", "memory_budget_gb",
+                        "num_workers", "start_method")
 
 _warned: set = set()
 

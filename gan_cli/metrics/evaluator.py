@@ -165,10 +165,14 @@ class Evaluator:
         key = real_stats_key(self.data_cfg, ext.cache_id, "pool+logits", n, seed)
 
         def compute():
-            images = self.source.images
-            perm = torch.randperm(images.shape[0], generator=seeds.generator(seed, "real_subset"))[:n]
-            return extract_features(ext, tensor_sampler(images[perm.to(images.device)]), n, self.cfg.feature_batch,
-                                    self.device)
+            gen = seeds.generator(seed, "real_subset")
+            if hasattr(self.source, "real_sampler"):  # a streamed data set: read through its DataLoader workers
+                sample_fn = self.source.real_sampler(torch.randperm(len(self.source), generator=gen)[:n])
+            else:
+                images = self.source.images
+                perm = torch.randperm(images.shape[0], generator=gen)[:n]
+                sample_fn = tensor_sampler(images[perm.to(images.device)])
+            return extract_features(ext, sample_fn, n, self.cfg.feature_batch, self.device)
 
         return StatsCache(self.cfg.cache_dir).get_or_compute(
             key, compute, meta={"data": str(self.info.name), "extractor": ext.cache_id, "n": n, "seed": seed})

@@ -5,8 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install demo test test-fast test-slow bench tensorboard clean
+.PHONY: install demo test test-fast test-slow bench bench-gpu tensorboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_train.py
+
+## bench-gpu: the speed path's one table of ratios (training step, Inception features, PRDC) vs the references;
+## BENCH_ARGS=--quick for small sizes (runs on the CPU too); benchmarks/gpu_check.sh adds the GPU tests
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 ## tensorboard: single runs (outputs/) and sweeps (multirun/) side by side
 tensorboard: $(STAMP)

@@ -228,8 +228,9 @@ class SpeedPath:
             torch.compiler.cudagraph_mark_step_begin()  # earlier steps' graph outputs may be reused from here on
         scaler = self._scaler(opt) if opt is not None else None
         scale = scaler.scale(self._one) if scaler is not None else None  # a device tensor: no host sync
-        with torch.autocast(self.device.type, dtype=self.plan.amp or torch.float32, enabled=self.plan.amp is not None), \
-                inner_grad_scale(scale):
+        cast = (torch.autocast(self.device.type, dtype=self.plan.amp) if self.plan.amp is not None
+                else contextlib.nullcontext())
+        with cast, inner_grad_scale(scale):
             yield
 
     def backward(self, loss: torch.Tensor, opt) -> None:

@@ -399,3 +399,24 @@ def test_gpu_fp16_gradscaler_wgan_gp_agrees_with_fp32(tmp_path):
     for a, b in zip(upd, ref):
         assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
     assert set(tr.state_dict()["speed"]) == {"opt_g", "opt_d"}
+
+
+# ----------------------------------------------------------------------------- the benchmark script
+
+
+def test_bench_gpu_prints_one_table_with_device_and_date(capsys):
+    """benchmarks/bench_gpu.py runs on the CPU (one small section here; `make bench-gpu BENCH_ARGS=--quick` runs
+    all): the header names the device and the date, and each row has both measurements and their ratio."""
+    import datetime
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", PKG.parent / "benchmarks" / "bench_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = bench.main(["--quick", "--device", "cpu", "--sections", "prdc", "--prdc-n", "200"])
+    head, _, *rest = text.splitlines()
+    assert "CPU" in head and datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d") in head
+    row = next(line for line in rest if line.startswith("prdc 200 x 200 x 2048"))
+    ours, ref, ratio = (float(v.rstrip("x")) for v in row.split()[7:10])
+    assert ours > 0 and ref > 0 and ratio == pytest.approx(ref / ours, rel=1e-2, abs=0.011)
+    assert "max |diff| 0.0e+00" in row  # the same four numbers as prdc

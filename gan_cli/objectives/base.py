@@ -185,7 +185,7 @@ def r1_penalty(real_out: Tensor, real_in: Tensor) -> Tensor:
 
     With batch norm in D (train mode) a sample's output depends on the whole batch, so this is the
     gradient of the batch's summed output, as in the reference implementations that allow BN."""
-    return input_grad(real_out, real_in).flatten(1).float().pow(2).sum(1).mean()
+    return wide(input_grad(real_out, real_in)).flatten(1).pow(2).sum(1).mean()
 
 
 # ----------------------------------------------------------------------------- input gradients (speed path)
@@ -213,9 +213,15 @@ def input_grad(out: Tensor, x: Tensor, create_graph: bool = True) -> Tensor:
     after (the PyTorch AMP examples' "Gradient penalty" recipe, there for parameter gradients), so the
     result is the true gradient.  S is a device tensor: no host sync."""
     scale = _INNER_SCALE.get()
-    total = out.sum() if scale is None else out.float().sum() * scale
+    total = out.sum() if scale is None else wide(out).sum() * scale
     (grad,) = torch.autograd.grad(total, x, create_graph=create_graph)
     return grad if scale is None else grad / scale
+
+
+def wide(t: Tensor) -> Tensor:
+    """``t`` in float32 when autocast made it fp16/bf16 (norms and sums of squares in full precision); else as is
+    (float64 stays float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def eager(D: nn.Module) -> nn.Module:

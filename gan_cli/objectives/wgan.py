@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ObjectiveConfig, UserError, component_schema
-from .base import Objective, eager, input_grad
+from .base import Objective, eager, input_grad, wide
 
 
 class Wasserstein(Objective):
@@ -104,7 +104,7 @@ def input_grad_norms(D: nn.Module, x: Tensor, create_graph: bool) -> Tensor:
     """Per-sample ||grad_x D(x)||_2 over all non-batch dimensions, shape (N,); through the uncompiled D."""
     x = x.detach().requires_grad_(True)
     grad = input_grad(eager(D)(x), x, create_graph=create_graph)
-    return torch.linalg.vector_norm(grad.flatten(1).float(), ord=2, dim=1)
+    return torch.linalg.vector_norm(wide(grad).flatten(1), ord=2, dim=1)
 
 
 @component_schema("model", "wgan")

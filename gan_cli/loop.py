@@ -237,7 +237,8 @@ class Trainer:
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device)
 
     def _skip_bad(self, loss: torch.Tensor, opt) -> bool:
-        """In skip mode, drop a step whose loss or gradient is not finite (a host sync per step)."""
+        """In skip mode, drop a step whose loss or gradient is not finite.  A host sync per step, by design (the
+        decision to step is taken on the host): the one host read in the hot loop, and only in skip mode."""
         if self.cfg.guard.on_nonfinite != OnNonFinite.skip:
             return False
         params = [p for grp in opt.param_groups for p in grp["params"] if p.grad is not None]

@@ -420,3 +420,20 @@ def test_bench_gpu_prints_one_table_with_device_and_date(capsys):
     ours, ref, ratio = (float(v.rstrip("x")) for v in row.split()[7:10])
     assert ours > 0 and ref > 0 and ratio == pytest.approx(ref / ours, rel=1e-2, abs=0.011)
     assert "max |diff| 0.0e+00" in row  # the same four numbers as prdc
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_gpu_prdc_tiles_match_the_cpu():
+    """PRDC on the GPU (float64 tiles, metrics' ctx.device) gives the CPU's numbers on 3000 x 3000 x 2048 features."""
+    import numpy as np
+
+    from gan_cli.metrics.prdc import prdc
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((3000, 2048)).astype(np.float32)
+    fake = (rng.standard_normal((3000, 2048)) * 1.05 + 0.02).astype(np.float32)
+    cpu = prdc(real, fake, k=5)
+    gpu = prdc(real, fake, k=5, device="cuda")
+    for key in cpu:
+        assert gpu[key] == pytest.approx(cpu[key], abs=2 / 3000), key

@@ -8,8 +8,9 @@ PYTEST_ARGS ?=
 # test processes (pytest-xdist): one per core; each gets its share of the torch threads. JOBS=0 runs in-process.
 JOBS ?= auto
 XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
+BENCH_ARGS ?=
 
-.PHONY: install demo test test-fast test-slow bench tensorboard clean
+.PHONY: install demo test test-fast test-slow bench bench-gpu tensorboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_data.py
+
+## bench-gpu: the speed path's one table of ratios (training step, Inception features, PRDC) vs the references;
+## BENCH_ARGS=--quick for small sizes (runs on the CPU too); benchmarks/gpu_check.sh adds the GPU tests
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 ## tensorboard: single runs (outputs/) and sweeps (multirun/) side by side
 tensorboard: $(STAMP)

@@ -161,8 +161,10 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
     return G.to(device), D.to(device)
 
 
-def build_optimizer(params, ocfg: Any) -> torch.optim.Optimizer:
-    """Any ``torch.optim`` class by name (case-insensitive); Adam-family optimisers get ``betas``."""
+def build_optimizer(params, ocfg: Any, options=None) -> torch.optim.Optimizer:
+    """Any ``torch.optim`` class by name (case-insensitive); Adam-family optimisers get ``betas``.
+    ``options(cls) -> dict``: extra keyword arguments for the class (the speed path's ``fused`` / ``foreach``,
+    :func:`gan_cli.speed.optimizer_options`)."""
     name = str(ocfg.name)
     classes = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)
                if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
@@ -172,6 +174,8 @@ def build_optimizer(params, ocfg: Any) -> torch.optim.Optimizer:
     kwargs = {"lr": ocfg.lr}
     if "betas" in inspect.signature(cls).parameters:
         kwargs["betas"] = (ocfg.beta1, ocfg.beta2)
+    if options is not None:
+        kwargs.update(options(cls))
     return cls(params, **kwargs)
 
 

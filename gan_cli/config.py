@@ -132,6 +132,40 @@ class EMAConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """``speed.*``: the GPU speed path (:mod:`gan_cli.speed`).  None of it changes what is trained, only the
+    arithmetic; each switch is ``auto`` by default, and ``auto`` is a no-op on the CPU.
+
+    * ``amp``: autocast of the forward passes. ``bf16`` (float32's range: no GradScaler), ``fp16`` (with one
+      GradScaler per optimiser; gradient penalties scale and unscale their inner gradient; CUDA only),
+      ``off``.  ``auto``: bf16 on a CUDA device with bf16 support, for image data; off for the toy data
+      (tiny launch-bound MLPs gain nothing; the theory labs compare estimates with closed forms) and on the CPU.
+    * ``channels_last``: NHWC memory layout of the conv nets (tensor cores read it without transposes).
+      ``auto``: on on CUDA when the nets have 2-D convolutions.  Exact: only the layout changes.
+    * ``optimizer``: ``fused`` (one kernel for every parameter; falls back to ``foreach`` for optimisers
+      without a fused kernel), ``foreach``, ``off`` (torch's default).  ``auto``: fused on CUDA.
+    * ``tf32``: TF32 matmuls and convolutions on Ampere+ GPUs (10-bit mantissa products, float32 sums).
+      ``auto``: on on CUDA for image data; torch's defaults otherwise.  Process-wide, as torch's flag is.
+    * ``compile``: ``torch.compile`` of G and D for the training steps (not evaluation, pictures or the
+      estimate batch, which keep the eager nets).  Off by default: compiling costs tens of seconds per run
+      and per resume (minutes on the CPU) and recompiles for each new shape, which outweighs the gain in
+      the short runs this project mostly runs; turn it on for long image runs (``make bench-gpu`` measures it).
+      Gradient penalties and R1 go through the uncompiled D (``D._orig_mod``).
+    * ``cuda_graphs``: compile with ``mode=reduce-overhead`` (CUDA graphs; needs ``compile`` and CUDA;
+      the hot loop's shapes are fixed: batches of ``data.batch_size``, z drawn on the device).
+    """
+
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    channels_last: str = "auto"  # auto | on | off
+    optimizer: str = "auto"  # auto | fused | foreach | off
+    tf32: str = "auto"  # auto | on | off
+    compile: bool = False
+    compile_mode: Optional[str] = None  # torch.compile mode: null (default) | max-autotune-no-cudagraphs ...
+    compile_backend: str = "inductor"  # inductor | aot_eager (no C++ compiler needed; tests) ...
+    cuda_graphs: bool = False
+
+
+@dataclass
 class TrainConfig:
     model: Any = MISSING  # an ObjectiveConfig (or a component schema extending it)
     net: Any = MISSING
@@ -139,6 +173,7 @@ class TrainConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     seed: int = 0
     steps: int = 3000  # generator steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -27,6 +27,7 @@ from gan_cli.build import (build_data, build_evaluator, build_nets, build_object
                            latent_dim, pick_device, plain_config)
 from gan_cli.config import OnNonFinite, UserError, validate
 from gan_cli.ema import EMA
+from gan_cli.speed import SpeedPath
 
 
 class Diverged(Exception):
@@ -123,9 +124,13 @@ class Trainer:
         self.latent_dim = latent_dim(cfg)
         # the EMA generator (ema.beta > 0) is what evaluations and pictures sample from
         self.ema = EMA(self.G, float(cfg.ema.beta), bool(cfg.ema.rampup)) if cfg.ema.beta > 0 else None
+        # the speed path (speed.*): channels_last in place, compiled G/D for the hot loop (self.speed.G/.D),
+        # autocast, fused optimisers; self.G / self.D stay the plain modules (checkpoints, EMA, evaluation)
+        self.speed = SpeedPath(cfg.speed, self.device, self.G, self.D, self.info.kind,
+                               guard="skip" if cfg.guard.on_nonfinite == OnNonFinite.skip else "stop")
         self.objective = build_objective(cfg.model)
-        self.opt_g = build_optimizer(self.G.parameters(), cfg.model.opt_g)
-        self.opt_d = build_optimizer(self.D.parameters(), cfg.model.opt_d)
+        self.opt_g = build_optimizer(self.G.parameters(), cfg.model.opt_g, self.speed.optimizer_options)
+        self.opt_d = build_optimizer(self.D.parameters(), cfg.model.opt_d, self.speed.optimizer_options)
         # One stream per purpose (gan_cli.seeds): logging cadence never changes the trajectory.
         self.gen = seeds.generator(cfg.seed, "train", self.device)
         self.est_gen = seeds.generator(cfg.seed, "estimate", self.device)
@@ -196,6 +201,7 @@ class Trainer:
             "objective": self.objective.state_dict() if hasattr(self.objective, "state_dict") else {},
             # a data source with a position (the streaming sampler's batch count), so a resume is exact
             **({"data": self.data.state_dict()} if hasattr(self.data, "state_dict") else {}),
+            "speed": self.speed.state_dict({"opt_g": self.opt_g, "opt_d": self.opt_d}),  # fp16 loss scales
             "config": plain_config(self.cfg),
             "info": {"name": self.info.name, "kind": self.info.kind, "shape": list(self.info.shape)},
         }
@@ -224,6 +230,7 @@ class Trainer:
             "n": int(s["acc"]["n"]),
         }
         self.skips = int(s.get("skips", 0))
+        self.speed.load_state_dict(s.get("speed") or {}, {"opt_g": self.opt_g, "opt_d": self.opt_d})
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(s.get("objective") or {})
         if hasattr(self.data, "load_state_dict"):
@@ -234,7 +241,8 @@ class Trainer:
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device)
 
     def _skip_bad(self, loss: torch.Tensor, opt) -> bool:
-        """In skip mode, drop a step whose loss or gradient is not finite (a host sync per step)."""
+        """In skip mode, drop a step whose loss or gradient is not finite.  A host sync per step, by design (the
+        decision to step is taken on the host): the one host read in the hot loop, and only in skip mode."""
         if self.cfg.guard.on_nonfinite != OnNonFinite.skip:
             return False
         params = [p for grp in opt.param_groups for p in grp["params"] if p.grad is not None]
@@ -247,30 +255,33 @@ class Trainer:
     def train_step(self, want_norms: bool) -> dict:
         """The objective's critic steps, then one generator step. Returns device scalars (grad norms)."""
         obj, bs = self.objective, self.cfg.data.batch_size
+        G, D, fast = self.speed.G, self.speed.D, self.speed  # G, D: compiled when speed.compile (same weights)
         out = {}
         self.D.requires_grad_(True)
         bad_d = bad_g = False  # skip mode: a skipped (non-finite) step stays out of the logged means
         for _ in range(obj.critic_steps(self.step)):
-            real = self.data.sample(bs, self.gen)
-            with torch.no_grad():
-                fake = self.G(self.noise(bs, self.gen))
-            loss_d = obj.discriminator_loss(self.D, real, fake, self.gen)  # with its regulariser
+            with fast.autocast(self.opt_d):  # bf16/fp16 forward passes when speed.amp is on
+                real = self.data.sample(bs, self.gen)
+                with torch.no_grad():
+                    fake = G(self.noise(bs, self.gen))
+                loss_d = obj.discriminator_loss(D, real, fake, self.gen)  # with its regulariser
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            fast.backward(loss_d, self.opt_d)  # scaled under fp16
             bad_d = self._skip_bad(loss_d, self.opt_d)
             if not bad_d:
-                self.opt_d.step()
+                fast.step(self.opt_d)
             obj.after_d_step(self.D)  # e.g. WGAN's weight clipping
         if want_norms:
             out["grad_norm/d"] = grad_norm(self.D)
         self.D.requires_grad_(False)  # G step: no gradients into D's parameters
-        fake = self.G(self.noise(bs, self.gen))
-        loss_g = obj.generator_loss(self.D, fake, self.gen)  # the train stream, for noise the objective may add
+        with fast.autocast(self.opt_g):
+            fake = G(self.noise(bs, self.gen))
+            loss_g = obj.generator_loss(D, fake, self.gen)  # the train stream, for noise the objective may add
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        fast.backward(loss_g, self.opt_g)
         bad_g = self.cfg.train_generator and self._skip_bad(loss_g, self.opt_g)
         if self.cfg.train_generator and not bad_g:
-            self.opt_g.step()
+            fast.step(self.opt_g)
             if self.ema is not None:
                 self.ema.update(self.G, self.step)
         if want_norms:

@@ -25,7 +25,9 @@ register_configs()
 
 # Settings a resumed run may change on the command line; everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = ("steps", "device", "progress", "log_every", "image_every", "ckpt_every", "keep_ckpts", "eval_every")
-RESUME_OVERRIDABLE_GROUPS = ("metrics.",)  # how the run is scored does not change how it trains
+# how the run is scored does not change how it trains; the speed path changes the arithmetic, not the run (a
+# run resumed on another device needs its own)
+RESUME_OVERRIDABLE_GROUPS = ("metrics.", "speed.")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+@%:-]")
 
@@ -58,7 +60,7 @@ def check_resume_overrides(keys) -> None:
     bad = sorted(k for k in set(keys) - {"resume"} if not _resume_overridable(k))
     if bad:
         raise UserError(f"resume takes the run's saved config; these overrides cannot change on resume: {', '.join(bad)} "
-                        f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*).")
+                        f"(allowed: {', '.join(RESUME_OVERRIDABLE)}, metrics.*, speed.*).")
 
 
 def _config_for_resume(cfg: DictConfig, saved: dict, overrides: list[str]) -> DictConfig:

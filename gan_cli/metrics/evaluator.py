@@ -197,7 +197,7 @@ class Evaluator:
         may be statistics only (``{"mu", "sigma"}``) for FID and IS (gan-eval ref=<stats.npz>).
         ``allow_singular``: FID of fewer samples than feature dimensions too (gan-eval ref=, as the tools)."""
         ctx = MetricContext(n=n, tag=count_tag(n), info=self.info, k=self.k, features=self.features, options=self.cfg,
-                            allow_singular=allow_singular)
+                            allow_singular=allow_singular, device=self.device)
         out: dict[str, float] = {}
         for m in self.metrics:
             need = max(m.min_samples, self.k + 1 if m.name == "prdc" else 2)

@@ -68,15 +68,17 @@ def knn_radii(x: torch.Tensor, k: int, block_size: int = 2048) -> torch.Tensor:
 
 
 def prdc(real_features, fake_features, k: int = 5, strict: bool = True, block_size: int = 2048,
-         dtype: torch.dtype = torch.float64) -> dict[str, float]:
+         dtype: torch.dtype = torch.float64, device=None) -> dict[str, float]:
     """{"precision", "recall", "density", "coverage"} of fake vs real (N, d) features.
 
     ``strict=True``: prdc 0.2 (``<``; its default use is k=5).  ``strict=False``: ``<=`` as in
-    torch-fidelity's precision/recall (k=3) and Kynkaanniemi et al.'s code.
+    torch-fidelity's precision/recall (k=3) and Kynkaanniemi et al.'s code.  ``device``: where the tiles are
+    computed (None: the real features' device; numpy arrays are on the CPU).  On a GPU, 50k x 50k x 2048 needs
+    the two feature sets (1.6 GB in float64) and a few block x block tiles, never an N x N matrix.
     """
     real = _as_2d(real_features)
     fake = _as_2d(fake_features)
-    device = real.device
+    device = torch.device(device) if device is not None else real.device
     real = real.to(device=device, dtype=dtype)
     fake = fake.to(device=device, dtype=dtype)
     if real.shape[1] != fake.shape[1]:
@@ -124,11 +126,12 @@ def prdc(real_features, fake_features, k: int = 5, strict: bool = True, block_si
                  directions={"precision": "max", "recall": "max", "density": "max", "coverage": "max"})
 def _prdc_points(real, fake, ctx):
     """k-NN precision, recall, density, coverage on the points (prdc: strict <)."""
-    return {f"{name}_{ctx.tag}_k{ctx.k}": v for name, v in prdc(real, fake, k=ctx.k).items()}
+    return {f"{name}_{ctx.tag}_k{ctx.k}": v for name, v in prdc(real, fake, k=ctx.k, device=ctx.device).items()}
 
 
 @register_metric("prdc", inputs="features", order=40, kinds=("image",),
                  directions={"precision": "max", "recall": "max", "density": "max", "coverage": "max"})
 def _prdc_features(real, fake, ctx):
     """k-NN precision, recall, density, coverage on the extractor's pool features (prdc: strict <)."""
-    return {f"{name}{ctx.tag}_k{ctx.k}_{ctx.features}": v for name, v in prdc(real["pool"], fake["pool"], k=ctx.k).items()}
+    return {f"{name}{ctx.tag}_k{ctx.k}_{ctx.features}": v
+            for name, v in prdc(real["pool"], fake["pool"], k=ctx.k, device=ctx.device).items()}

@@ -42,6 +42,7 @@ class MetricContext:
     options: Any = None  # the metrics config
     # FID of n <= d samples (singular covariances), as the folder-vs-folder tools compute it (gan-eval ref=)
     allow_singular: bool = False
+    device: Any = None  # where feature math may run (the run's device; None: the CPU), e.g. PRDC's k-NN tiles
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,16 @@ N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (SÃ
 
 Unrolled GAN (``unroll_steps = K``, Metz et al. 2017): G's loss is taken against D after K differentiable
 D updates (:meth:`Objective.unrolled`); D's own step is the ordinary one.
+
+Speed path (:mod:`gan_cli.speed`): D may arrive as a ``torch.compile`` wrapper, which cannot take a double
+backward (aot_autograd); every input-gradient term (R1 here, the WGAN-GP penalty) and the unrolled steps go
+through :func:`eager` (the wrapper's ``_orig_mod``: same parameters and buffers) and :func:`input_grad`,
+which under fp16 autocast scales the inner backward by the GradScaler's scale and unscales its result.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Optional
 
 import torch
@@ -102,7 +109,8 @@ class Objective:
         if sigma > 0:  # instance noise on both of D's inputs (real first, then fake, from ``generator``)
             real, fake = _noisy(real, sigma, generator), _noisy(fake, sigma, generator)
         real_in = real.detach().requires_grad_(True) if r1_now else real
-        real_out = D(real_in)  # one forward of the real batch serves the loss and R1 (BN stats move once)
+        # one forward of the real batch serves the loss and R1 (BN stats move once); R1 double-backwards: eager D
+        real_out = (eager(D) if r1_now else D)(real_in)
         loss = self.d_loss(real_out, D(fake))
         reg = self.regularizer(D, real, fake, generator)
         if reg is not None:
@@ -132,6 +140,7 @@ class Objective:
         here plain SGD on :meth:`d_loss` alone (no regulariser, no clipping) on the last D step's real batch."""
         from torch.func import functional_call
 
+        D = eager(D)  # differentiable steps through D's gradients: a double backward
         params = {n: p.detach().requires_grad_(True) for n, p in D.named_parameters()}
         buffers = {n: b.clone() for n, b in D.named_buffers()}
         for _ in range(self.unroll_steps):
@@ -176,5 +185,46 @@ def r1_penalty(real_out: Tensor, real_in: Tensor) -> Tensor:
 
     With batch norm in D (train mode) a sample's output depends on the whole batch, so this is the
     gradient of the batch's summed output, as in the reference implementations that allow BN."""
-    (grad,) = torch.autograd.grad(real_out.sum(), real_in, create_graph=True)
-    return grad.flatten(1).pow(2).sum(1).mean()
+    return wide(input_grad(real_out, real_in)).flatten(1).pow(2).sum(1).mean()
+
+
+# ----------------------------------------------------------------------------- input gradients (speed path)
+
+#: the GradScaler's scale (a device tensor) while an fp16 step's forward passes run; None otherwise
+_INNER_SCALE: ContextVar[Optional[Tensor]] = ContextVar("gan_cli_inner_grad_scale", default=None)
+
+
+@contextmanager
+def inner_grad_scale(scale: Optional[Tensor]):
+    """Within the block, :func:`input_grad` scales its inner backward by ``scale`` (set by
+    :meth:`gan_cli.speed.SpeedPath.autocast` under fp16; None: no scaling)."""
+    token = _INNER_SCALE.set(scale)
+    try:
+        yield
+    finally:
+        _INNER_SCALE.reset(token)
+
+
+def input_grad(out: Tensor, x: Tensor, create_graph: bool = True) -> Tensor:
+    """d(out.sum())/dx, with the graph kept (``create_graph``) so a penalty on it trains D.
+
+    Under fp16 autocast with a GradScaler (:func:`inner_grad_scale`), small fp16 gradients would underflow
+    in the inner backward: the output is multiplied by the scale S first and the gradient divided by S
+    after (the PyTorch AMP examples' "Gradient penalty" recipe, there for parameter gradients), so the
+    result is the true gradient.  S is a device tensor: no host sync."""
+    scale = _INNER_SCALE.get()
+    total = out.sum() if scale is None else wide(out).sum() * scale
+    (grad,) = torch.autograd.grad(total, x, create_graph=create_graph)
+    return grad if scale is None else grad / scale
+
+
+def wide(t: Tensor) -> Tensor:
+    """``t`` in float32 when autocast made it fp16/bf16 (norms and sums of squares in full precision); else as is
+    (float64 stays float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def eager(D: nn.Module) -> nn.Module:
+    """D without its ``torch.compile`` wrapper (``D._orig_mod``; D itself when not compiled), for terms
+    that need a double backward: aot_autograd "does not currently support double backward"."""
+    return getattr(D, "_orig_mod", D)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ObjectiveConfig, UserError, component_schema
-from .base import Objective
+from .base import Objective, eager, input_grad, wide
 
 
 class Wasserstein(Objective):
@@ -84,6 +84,10 @@ def gradient_penalty(
     with ``generator`` on the data's device.  real and fake are detached (the penalty
     regularises D only); the graph is kept (create_graph=True) so the result can be
     back-propagated into D's parameters.  The norm is over all non-batch dimensions.
+
+    Under torch.compile (``speed.compile``) the penalty goes through the uncompiled module ``D._orig_mod``
+    (:func:`~gan_cli.objectives.base.eager`; aot_autograd has no double backward); the main losses keep the
+    compiled D.  Under fp16 the inner gradient is scaled and unscaled (:func:`~gan_cli.objectives.base.input_grad`).
     """
     return ((input_grad_norms(D, interpolates(real, fake, generator), create_graph=True) - 1) ** 2).mean()
 
@@ -97,11 +101,10 @@ def interpolates(real: Tensor, fake: Tensor, generator: torch.Generator | None =
 
 
 def input_grad_norms(D: nn.Module, x: Tensor, create_graph: bool) -> Tensor:
-    """Per-sample ||grad_x D(x)||_2 over all non-batch dimensions, shape (N,)."""
+    """Per-sample ||grad_x D(x)||_2 over all non-batch dimensions, shape (N,); through the uncompiled D."""
     x = x.detach().requires_grad_(True)
-    out = D(x)
-    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=create_graph)
-    return torch.linalg.vector_norm(grad.flatten(1), ord=2, dim=1)
+    grad = input_grad(eager(D)(x), x, create_graph=create_graph)
+    return torch.linalg.vector_norm(wide(grad).flatten(1), ord=2, dim=1)
 
 
 @component_schema("model", "wgan")

@@ -1,6 +1,6 @@
 """Data-parallel training on several processes (torch.distributed).
 
-Two ways to start, one code path:
+Two ways to start, one code path (the processes are started by :mod:`gan_cli.launch`):
 
 * ``gan-train dist.nproc=N ...``: the Hydra job itself is rank 0 and starts ranks 1..N-1 with
   ``torch.multiprocessing`` (spawn) after its checks (lock, resume, config), the pattern of StudioGAN
@@ -44,7 +44,6 @@ import datetime
 import os
 import signal
 import socket
-import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
@@ -170,6 +169,12 @@ class Context:
 _CTX = Context()
 
 
+def set_context(ctx: Context) -> Context:
+    global _CTX
+    _CTX = ctx
+    return ctx
+
+
 def context() -> Context:
     """This process's context (one process unless :func:`join` or :func:`start` made a group)."""
     return _CTX
@@ -251,82 +256,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start(cfg, payload: dict) -> Context:
-    """Rank 0: start ranks 1..N-1 (``dist.nproc``) or use torchrun's group, then send every rank
-    ``payload`` (the resolved config, the run folder, the resume state)."""
-    global _CTX
-    world = _CTX.world if _CTX.torchrun else int(cfg.dist.nproc)
-    if world == 1:
-        return _CTX
-    if not _CTX.torchrun:
-        import torch.multiprocessing as mp
-
-        backend = _backend(cfg)
-        method = f"tcp://127.0.0.1:{_free_port()}"
-        procs = mp.start_processes(_child, args=(world, backend, int(cfg.dist.timeout_s), method), nprocs=world - 1,
-                                   join=False, start_method="spawn")
-        try:
-            _init(0, world, backend, cfg.dist.timeout_s, method)
-        except BaseException:
-            _stop_children(procs)
-            raise
-        _CTX = Context(0, world, 0, backend)
-        _CTX.procs, _CTX.timeout_s = procs, int(cfg.dist.timeout_s)
-    _CTX.from_main(payload)
-    return _CTX
-
-
-def _child(i: int, world: int, backend: str, timeout_s: int, method: str) -> None:
-    """A rank > 0 started by ``dist.nproc``: join the group, follow rank 0, exit with its code."""
-    global _CTX
-    os.environ["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    rank = i + 1
-    try:
-        _init(rank, world, backend, timeout_s, method)
-    except Exception as e:
-        print(f"gan-train: rank {rank}: cannot join the process group: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(1)
-    _CTX = Context(rank, world, rank, backend)
-    _CTX.timeout_s = timeout_s
-    code = follow(_CTX)
-    sys.stdout.flush()
-    os._exit(code)  # no atexit handlers of the parent's modules, no second report
-
-
-def follow(ctx: Context) -> int:
-    """A rank > 0: receive rank 0's config and resume state, train in step with it, write nothing.
-    Returns the exit code; a failure caused by another rank is left to rank 0 to report."""
-    from gan_cli.build import load_config
-    from gan_cli.loop import Diverged, Interrupted, Trainer
-
-    try:
-        payload = ctx.from_main(None)
-    except Exception:
-        return 1  # rank 0 stopped before training (its own message says why)
-    try:
-        cfg = load_config(payload["config"])
-        trainer = Trainer(cfg, payload["run_dir"], payload["resume_state"], resume_from=payload["resume_from"])
-        trainer.run(None)
-        return 0
-    except Interrupted as e:
-        return 128 + e.signum
-    except (Diverged, UserError) as e:  # the same on every rank; rank 0 reports it
-        return 2 if isinstance(e, Diverged) else _own_error(ctx, e, 2)
-    except Exception as e:
-        if _collective_error(e):
-            return 1
-        return _own_error(ctx, e, 1)
-    finally:
-        _destroy()
-
-
-def _own_error(ctx: Context, e: BaseException, code: int) -> int:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    print(f"gan-train: rank {ctx.rank}: error: {type(e).__name__ if not isinstance(e, UserError) else ''}"
-          f"{': ' if not isinstance(e, UserError) else ''}{first}", file=sys.stderr)
-    return code
 
 
 def _collective_error(e: BaseException) -> bool:

@@ -90,11 +90,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     Several processes (``dist.nproc=N`` or torchrun, :mod:`gan_cli.dist`): this process is rank 0 and
     writes, or a rank > 0 that trains in step with rank 0 and returns ``{"status": "follower", ...}``.
     """
-    from gan_cli import dist
+    from gan_cli import dist, launch
 
     with dist.session(cfg) as ctx:
         if not ctx.is_main:  # torchrun's ranks > 0: rank 0 sends them the config and resume state
-            code = dist.follow(ctx)
+            code = launch.follow(ctx)
             if code:
                 sys.exit(code)
             return {"status": "follower", "rank": ctx.rank, "final": {}}
@@ -102,7 +102,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
 
 def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
-    from gan_cli import dist
+    from gan_cli import dist, launch
     from gan_cli.build import plain_config
     from gan_cli.loop import Diverged, Interrupted, Trainer
     from gan_cli.runlock import RunLock
@@ -125,7 +125,7 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
         validate(cfg)  # before anything is written
         dist.check(cfg, int(resume_state.get("world_size", 1)) if resume_state is not None else None)
-        ctx = dist.start(cfg, {"config": plain_config(cfg), "run_dir": str(run_dir), "resume_state": resume_state,
+        ctx = launch.start(cfg, {"config": plain_config(cfg), "run_dir": str(run_dir), "resume_state": resume_state,
                                "resume_from": str(path) if path else None})  # several processes: ranks 1..N-1 join
         trainer = Trainer(cfg, run_dir, resume_state, resume_from=path)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_dist.py
 
 ## tensorboard: single runs (outputs/) and sweeps (multirun/) side by side
 tensorboard: $(STAMP)

@@ -60,6 +60,7 @@ class Context:
         self.procs = None  # dist.nproc: the torch.multiprocessing context of ranks 1..N-1 (rank 0 only)
         self.torchrun = False
         self.timeout_s = 0
+        self.threads_before = 0  # rank 0 of dist.nproc on the CPU: its thread count before sharing the cores
 
     @property
     def is_main(self) -> bool:
@@ -300,6 +301,8 @@ def session(cfg):
         _destroy()
         if c.procs is not None:
             _stop_children(c.procs)
+        if c.threads_before:  # the next job of a sweep in this process gets the cores back
+            torch.set_num_threads(c.threads_before)
 
 
 @contextmanager

@@ -29,7 +29,12 @@ def start(cfg, payload: dict) -> dist.Context:
 
         backend = dist._backend(cfg)
         method = f"tcp://127.0.0.1:{dist._free_port()}"
-        procs = mp.start_processes(_child, args=(world, backend, int(cfg.dist.timeout_s), method), nprocs=world - 1,
+        threads = before = torch.get_num_threads()
+        if backend == "gloo":  # N ranks on one machine's cores: share them instead of oversubscribing
+            threads = max(1, threads // world)
+            torch.set_num_threads(threads)
+        procs = mp.start_processes(_child, args=(world, backend, int(cfg.dist.timeout_s), method, threads),
+                                   nprocs=world - 1,
                                    join=False, start_method="spawn")
         try:
             dist._init(0, world, backend, cfg.dist.timeout_s, method)
@@ -37,14 +42,14 @@ def start(cfg, payload: dict) -> dist.Context:
             dist._stop_children(procs)
             raise
         ctx = dist.set_context(dist.Context(0, world, 0, backend))
-        ctx.procs, ctx.timeout_s = procs, int(cfg.dist.timeout_s)
+        ctx.procs, ctx.timeout_s, ctx.threads_before = procs, int(cfg.dist.timeout_s), before
     ctx.from_main(payload)
     return ctx
 
 
-def _child(i: int, world: int, backend: str, timeout_s: int, method: str) -> None:
+def _child(i: int, world: int, backend: str, timeout_s: int, method: str, threads: int) -> None:
     """A rank > 0 started by ``dist.nproc``: join the group, follow rank 0, exit with its code."""
-    os.environ["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    torch.set_num_threads(threads)
     rank = i + 1
     try:
         dist._init(rank, world, backend, timeout_s, method)

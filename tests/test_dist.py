@@ -253,3 +253,18 @@ def test_sigterm_to_one_rank_stops_both_with_one_checkpoint_and_resume(tmp_path)
     steps = _steps_once(run)
     assert steps == list(range(2, stop + 5, 2))
     assert json.loads((run / "status.json").read_text()) == {"state": "completed", "step": stop + 4}
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_join_and_rank_0_writes(tmp_path):
+    """torchrun starts 2 gan-train processes; rank 1 joins rank 0's group and writes nothing."""
+    run = tmp_path / "run"
+    env = dict(_env(), PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", "-m", "gan_cli.train", *TINY,
+                           "steps=6", "progress=false", f"hydra.run.dir={run}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _steps_once(run) == [2, 4, 6]
+    state = ck.load_checkpoint(ck.ckpt_path(run, 6))
+    assert state["world_size"] == 2 and len(state["rng_ranks"]) == 1
+    assert done.stdout.count("run folder:") == 1  # one summary: rank 0's

@@ -205,7 +205,7 @@ def _init(rank: int, world: int, backend: str, timeout_s: int, init_method: str)
 
 def join(cfg) -> Context:
     """Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK set): join its group and return this rank's context;
-    otherwise the one-process context (``dist.nproc`` ranks are started later by :func:`start`)."""
+    otherwise the one-process context (``dist.nproc`` ranks are started later by :func:`gan_cli.launch.start`)."""
     global _CTX
     rank = env_rank()
     if rank is None:

@@ -11,6 +11,7 @@ The process tests are slow (each process imports torch); the checks of the setti
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -94,14 +95,15 @@ def _rank_worker(ctx, tmp: str):
     torch.set_num_threads(1)
     cfg = compose_train(*TINY, f"steps={K}", "dist.nproc=2", tmp_path=tmp)
     tr = Trainer(cfg, tmp)
+    G0 = copy.deepcopy(tr.G)  # scored below: the same weights, bit for bit, as the one-process side's
     _feed(tr, ctx.rank, ctx.world)
     for _ in range(K):
         tr.train_step(want_norms=False)
     ev_cfg = compose_train(*TINY, "metrics=toy", "metrics.num_samples=2500", tmp_path=tmp)
-    from gan_cli.build import build_evaluator
+    from gan_cli.build import build_data, build_evaluator
 
-    ev = build_evaluator(ev_cfg.metrics, ev_cfg.data, tr.data, tr.device)
-    values = dist.evaluate(ctx, ev, tr.G, tr.latent_dim, tr.device, seed=5)
+    ev = build_evaluator(ev_cfg.metrics, ev_cfg.data, build_data(ev_cfg.data), tr.device)  # not the fed source
+    values = dist.evaluate(ctx, ev, G0, tr.latent_dim, tr.device, seed=5)
     if ctx.is_main:
         torch.save({"weights": _weights(tr), "loss_d": float(tr.acc["loss/d"]), "values": values},
                    Path(tmp) / "rank0.pt")
@@ -109,7 +111,7 @@ def _rank_worker(ctx, tmp: str):
 
 @pytest.mark.slow
 def test_two_ranks_half_batch_train_like_one_rank_and_score_the_same(tmp_path, one_torch_thread):
-    from gan_cli.build import build_evaluator
+    from gan_cli.build import build_data, build_evaluator
     from gan_cli.loop import Trainer
     from gan_cli.metrics.evaluator import generator_sampler
 
@@ -118,6 +120,7 @@ def test_two_ranks_half_batch_train_like_one_rank_and_score_the_same(tmp_path, o
 
     cfg = compose_train(*TINY, f"steps={K}", tmp_path=tmp_path)
     one = Trainer(cfg, tmp_path)
+    G0 = copy.deepcopy(one.G)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in [*one.G.modules(), *one.D.modules()])
     _feed(one, 0, 1)
     before = _weights(one)
@@ -132,8 +135,8 @@ def test_two_ranks_half_batch_train_like_one_rank_and_score_the_same(tmp_path, o
     assert abs(two["loss_d"] - float(one.acc["loss/d"])) < 1e-5  # rank 0 logs the global loss
 
     ev_cfg = compose_train(*TINY, "metrics=toy", "metrics.num_samples=2500", tmp_path=tmp_path)
-    ev = build_evaluator(ev_cfg.metrics, ev_cfg.data, one.data, one.device)
-    values = ev(generator_sampler(one.G, one.latent_dim, one.device, 5))
+    ev = build_evaluator(ev_cfg.metrics, ev_cfg.data, build_data(ev_cfg.data), one.device)
+    values = ev(generator_sampler(G0, one.latent_dim, one.device, 5))
     assert values.keys() == two["values"].keys() and len(values) > 3
     for k, v in values.items():  # the same samples (chunks 0, 2 on rank 0; chunk 1 on rank 1)
         w = two["values"][k]

@@ -46,6 +46,7 @@ bench: $(STAMP)
 ## BENCH_ARGS=--quick for small sizes (runs on the CPU too); benchmarks/gpu_check.sh adds the GPU tests
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_dist.py
 
 ## tensorboard: single runs (outputs/) and sweeps (multirun/) side by side
 tensorboard: $(STAMP)

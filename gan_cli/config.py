@@ -166,6 +166,16 @@ class SpeedConfig:
 
 
 @dataclass
+class DistConfig:
+    """``dist.*``: data-parallel training on several processes (gan_cli.dist; README, *Several processes*)."""
+
+    nproc: int = 1  # processes started inside the one Hydra job (rank 0 is the job); torchrun: leave at 1
+    backend: str = "auto"  # auto: nccl on CUDA (one GPU per rank), gloo on the CPU
+    sync_bn: bool = False  # SyncBatchNorm in G and D (CUDA); false: per-rank batch statistics
+    timeout_s: int = 300  # collective timeout: a rank that hangs fails the run after this long
+
+
+@dataclass
 class TrainConfig:
     model: Any = MISSING  # an ObjectiveConfig (or a component schema extending it)
     net: Any = MISSING
@@ -174,6 +184,7 @@ class TrainConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     seed: int = 0
     steps: int = 3000  # generator steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -288,6 +299,8 @@ _RANGES = [
     ("metrics.num_samples", lambda v: v == 0 or v >= 2, "must be >= 2 (or 0 for the data's default)"),
     ("metrics.k", lambda v: v >= 1, "must be >= 1"),
     ("metrics.feature_batch", lambda v: v >= 1, "must be >= 1"),
+    ("dist.nproc", lambda v: v >= 1, "must be >= 1 (1: one process)"),
+    ("dist.timeout_s", lambda v: v >= 1, "must be >= 1 (seconds)"),
 ]
 
 _ABSENT = object()

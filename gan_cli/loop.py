@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import checkpoint as ck
-from gan_cli import runlog, seeds
+from gan_cli import dist, runlog, seeds
 from gan_cli.hints import resume_command
 from gan_cli.build import (build_data, build_evaluator, build_nets, build_objective, build_optimizer, flat_hparams,
                            latent_dim, pick_device, plain_config)
@@ -86,6 +86,9 @@ def graceful_signals(state: dict):
 
 @contextmanager
 def interruptible(state: dict):
+    if state.get("collective"):  # several processes: a phase full of collectives ends with the step, on every rank
+        yield
+        return
     state["interruptible"] = True
     try:
         if state.get("signal"):
@@ -107,7 +110,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume_from = resume_from  # the checkpoint file of resume_state, named in errors
-        self.device = pick_device(cfg.device)
+        self.ctx = dist.context()  # rank and world size (gan_cli.dist); rank 0 alone writes the run folder
+        self.device = self.ctx.device(pick_device(cfg.device))
         # CPU kernels are deterministic for a fixed thread count already; turning on
         # torch.use_deterministic_algorithms there made matmuls ~40x slower (measured), so it
         # is only used for cuDNN, whose autotuner would otherwise pick kernels per run.
@@ -116,11 +120,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.manual_seed(seeds.seed_for(cfg.seed, "init"))  # initial weights
         self.data = build_data(cfg.data, self.device)
+        if self.ctx.active:  # several processes: rank r draws from images r, r + N, ... (toy data: nothing to split)
+            self.data = self.data.shard(self.ctx.rank, self.ctx.world)
         self.info = self.data.info
-        self.G, self.D = build_nets(cfg, self.info, self.device)
-        if cfg.data.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.D.modules()):
-            raise UserError("data.batch_size=1 cannot train a batch-norm discriminator: use data.batch_size>=2 or "
-                            "model.d_norm=none.")
+        self.G, self.D = self.ctx.prepare(*build_nets(cfg, self.info, self.device), bool(cfg.dist.sync_bn))
+        if self.ctx.local_batch(cfg.data.batch_size) < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.D.modules()):
+            raise UserError(f"a batch of 1 per process cannot train a batch-norm discriminator: use data.batch_size>="
+                            f"{2 * self.ctx.world} or model.d_norm=none.")
         self.latent_dim = latent_dim(cfg)
         # the EMA generator (ema.beta > 0) is what evaluations and pictures sample from
         self.ema = EMA(self.G, float(cfg.ema.beta), bool(cfg.ema.rampup)) if cfg.ema.beta > 0 else None
@@ -132,8 +138,8 @@ class Trainer:
         self.opt_g = build_optimizer(self.G.parameters(), cfg.model.opt_g, self.speed.optimizer_options)
         self.opt_d = build_optimizer(self.D.parameters(), cfg.model.opt_d, self.speed.optimizer_options)
         # One stream per purpose (gan_cli.seeds): logging cadence never changes the trajectory.
-        self.gen = seeds.generator(cfg.seed, "train", self.device)
-        self.est_gen = seeds.generator(cfg.seed, "estimate", self.device)
+        self.gen = seeds.generator(cfg.seed, "train", self.device, self.ctx.rank)
+        self.est_gen = seeds.generator(cfg.seed, "estimate", self.device, self.ctx.rank)
         self.fixed_z = torch.randn(cfg.num_image_samples, self.latent_dim,
                                    generator=seeds.generator(cfg.seed, "fixed_z")).to(self.device)
         self.evaluator = build_evaluator(cfg.metrics, cfg.data, self.data, self.device)
@@ -179,20 +185,26 @@ class Trainer:
         z = lambda: torch.zeros((), device=self.device)  # noqa: E731
         self.acc = {"loss/d": z(), "loss/g": z(), "n": 0}
 
-    def state_dict(self) -> dict:
-        """What resuming needs, and no logs (those are in the run folder's *.jsonl and tb/)."""
+    def _rng(self) -> dict:
         return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "train": self.gen.get_state(),
+            "estimate": self.est_gen.get_state(),
+        }
+
+    def state_dict(self, ranks_rng: list | None = None) -> dict:
+        """What resuming needs, and no logs (those are in the run folder's *.jsonl and tb/).
+        ``ranks_rng``: every rank's random streams (several processes), rank order."""
+        return {
+            "world_size": self.ctx.world,
+            **({"rng_ranks": ranks_rng[1:]} if ranks_rng and len(ranks_rng) > 1 else {}),
             "step": self.step,
             "generator": self.G.state_dict(),
             "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "train": self.gen.get_state(),
-                "estimate": self.est_gen.get_state(),
-            },
+            "rng": self._rng(),
             # the partial sums of the current logging interval, so a resumed run logs the same means
             "acc": {"loss/d": self.acc["loss/d"].cpu(), "loss/g": self.acc["loss/g"].cpu(), "n": self.acc["n"]},
             "skips": self.skips,
@@ -219,11 +231,12 @@ class Trainer:
             detail = " ".join(ln.strip() for ln in str(e).splitlines()[:2])[:240]  # line 2 names the tensor
             raise UserError(f"{src} does not fit the configured architecture ({detail}).") from None
         self.step = int(s["step"])
-        torch.set_rng_state(s["rng"]["torch"])
-        if self.device.type == "cuda" and s["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(s["rng"]["cuda"])
-        self.gen.set_state(s["rng"]["train"])
-        self.est_gen.set_state(s["rng"]["estimate"])
+        rng = s["rng"] if self.ctx.rank == 0 else s["rng_ranks"][self.ctx.rank - 1]  # this rank's streams
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.gen.set_state(rng["train"])
+        self.est_gen.set_state(rng["estimate"])
         self.acc = {
             "loss/d": s["acc"]["loss/d"].to(self.device),
             "loss/g": s["acc"]["loss/g"].to(self.device),
@@ -254,7 +267,7 @@ class Trainer:
 
     def train_step(self, want_norms: bool) -> dict:
         """The objective's critic steps, then one generator step. Returns device scalars (grad norms)."""
-        obj, bs = self.objective, self.cfg.data.batch_size
+        obj, bs = self.objective, self.ctx.local_batch(self.cfg.data.batch_size)  # data.batch_size is the global batch
         G, D, fast = self.speed.G, self.speed.D, self.speed  # G, D: compiled when speed.compile (same weights)
         out = {}
         self.D.requires_grad_(True)
@@ -267,6 +280,7 @@ class Trainer:
                 loss_d = obj.discriminator_loss(D, real, fake, self.gen)  # with its regulariser
             self.opt_d.zero_grad(set_to_none=True)
             fast.backward(loss_d, self.opt_d)  # scaled under fp16
+            loss_d = self.ctx.reduce_grads(self.D, loss_d)  # several processes: mean gradients and loss over the ranks
             bad_d = self._skip_bad(loss_d, self.opt_d)
             if not bad_d:
                 fast.step(self.opt_d)
@@ -279,6 +293,7 @@ class Trainer:
             loss_g = obj.generator_loss(D, fake, self.gen)  # the train stream, for noise the objective may add
         self.opt_g.zero_grad(set_to_none=True)
         fast.backward(loss_g, self.opt_g)
+        loss_g = self.ctx.reduce_grads(self.G, loss_g)
         bad_g = self.cfg.train_generator and self._skip_bad(loss_g, self.opt_g)
         if self.cfg.train_generator and not bad_g:
             fast.step(self.opt_g)
@@ -301,10 +316,10 @@ class Trainer:
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
         """The divergence estimate at the current D on a held-out batch (not used for training)."""
-        n = self.cfg.estimate_batch
+        n = -(-self.cfg.estimate_batch // self.ctx.world)  # each rank's share (rounded up)
         real = self.data.sample(n, self.est_gen)
         fake = self.G(self.noise(n, self.est_gen))
-        return self.objective.estimate(self.D(real), self.D(fake))
+        return self.objective.estimate(self.ctx.gather_cat(self.D(real)), self.ctx.gather_cat(self.D(fake)))
 
     # -- logging -------------------------------------------------------------
     def log_scalars(self, writer, extra: dict) -> dict:
@@ -322,7 +337,8 @@ class Trainer:
             host["guard/skipped_steps"] = float(self.skips)
         for k, v in host.items():
             writer.add_scalar(k, v, self.step)
-        runlog.append(self.run_dir / runlog.SCALARS, {"step": self.step, "time": time.time(), **host})
+        if self.ctx.is_main:
+            runlog.append(self.run_dir / runlog.SCALARS, {"step": self.step, "time": time.time(), **host})
         self._zero_acc()
         return host
 
@@ -374,7 +390,12 @@ class Trainer:
         from gan_cli.metrics.evaluator import generator_sampler
 
         t0 = time.time()
-        values = self.evaluator(generator_sampler(self.sampling_G, self.latent_dim, self.device, self.cfg.seed))
+        if self.ctx.active:  # every rank generates its share of the samples; rank 0 scores them
+            values = dist.evaluate(self.ctx, self.evaluator, self.sampling_G, self.latent_dim, self.device, self.cfg.seed)
+            if not self.ctx.is_main:
+                return {}
+        else:
+            values = self.evaluator(generator_sampler(self.sampling_G, self.latent_dim, self.device, self.cfg.seed))
         for k, v in values.items():
             writer.add_scalar(f"metrics/{k}", v, self.step)
         mode = {"preprocess": self.evaluator.preprocess} if self.evaluator.preprocess else {}  # Inception only
@@ -386,8 +407,10 @@ class Trainer:
 
     def save(self) -> Path:
         path = ck.ckpt_path(self.run_dir, self.step)
-        ck.save_checkpoint(path, self.state_dict())
-        ck.rotate_checkpoints(self.run_dir, self.cfg.keep_ckpts)
+        ranks_rng = self.ctx.gather_objects(self._rng())  # several processes: every rank saves together
+        if self.ctx.is_main:
+            ck.save_checkpoint(path, self.state_dict(ranks_rng))
+            ck.rotate_checkpoints(self.run_dir, self.cfg.keep_ckpts)
         return path
 
     def _checked_save(self) -> Path:
@@ -401,24 +424,25 @@ class Trainer:
     def _saved_now(self) -> Path:
         """The checkpoint of the current step: the one on disk, or a new one."""
         path = ck.ckpt_path(self.run_dir, self.step)
-        return path if path.exists() else self._checked_save()
+        return path if self.ctx.from_main(path.exists()) else self._checked_save()
 
     # -- the run ---------------------------------------------------------------
     def run(self, progress=None) -> dict:
         from torch.utils.tensorboard import SummaryWriter
 
-        cfg = self.cfg
-        if self.step:  # drop what a killed run logged after its last checkpoint
+        cfg, main = self.cfg, self.ctx.is_main
+        if self.step and main:  # drop what a killed run logged after its last checkpoint
             runlog.trim(self.run_dir / runlog.SCALARS, self.step)
             runlog.trim(self.run_dir / runlog.METRICS, self.step)
         # purge_step drops events a killed run logged after its last checkpoint.
-        writer = self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+        writer = self.writer = (SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+                                if main else dist.NullWriter())
         if self.step == 0:
             writer.add_text("config", "```\n" + OmegaConf.to_yaml(plain_config(cfg)) + "\n```", 0)
-        sig: dict = {}
+        sig: dict = {"collective": self.ctx.active}
         # a run resumed at its last step (its final evaluation was interrupted) reports its last logged scalars
         last_host: dict = {k: v for k, v in (runlog.read(self.run_dir / runlog.SCALARS) or [{}])[-1].items()
-                           if k not in ("step", "time")} if self.step >= cfg.steps else {}
+                           if k not in ("step", "time")} if self.step >= cfg.steps and main else {}
         metrics: dict = {}
         t0, s0 = time.perf_counter(), self.step
         try:
@@ -435,15 +459,16 @@ class Trainer:
                                 progress(self.step, last_host)
                         elif progress is not None:
                             progress(self.step, None)
-                        if cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps):
+                        if cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps) and main:
                             with interruptible(sig):
                                 self.log_pictures(writer)
                         if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                             with interruptible(sig):
                                 self.evaluate(writer)
-                        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                        ckpt_now = cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps
+                        if ckpt_now:
                             self._checked_save()
-                        if sig.get("signal"):
+                        if self.ctx.share_signal(sig, log_now or ckpt_now):  # several processes: any rank's signal
                             raise _Stop()
                     elapsed = time.perf_counter() - t0
                     final_path = self._saved_now()  # the weights first: nothing after this can lose them
@@ -465,7 +490,8 @@ class Trainer:
                 "suite": self.evaluator.suite,
                 "preprocess": self.evaluator.preprocess,  # Inception preprocessing mode (None: no Inception)
             }
-            self._log_hparams(writer, last_host, metrics)
+            if main:
+                self._log_hparams(writer, last_host, metrics)
             return result
         finally:
             writer.close()

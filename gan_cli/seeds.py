@@ -27,6 +27,12 @@ seed, and batch b's seed from that (:mod:`gan_cli.data.stream`).  Hashing, not `
 nearby bases or counters never share a seed with each other or with the table's streams (except by a
 2^-63 accident).
 
+Several processes (:mod:`gan_cli.dist`): the ``train`` and ``estimate`` streams are per rank
+(``rank=r``).  Rank 0 keeps the one-process seed; rank r > 0 draws from a seed mixed from
+(stream seed, r) by numpy's ``SeedSequence``, so no rank shares a stream with another rank or with
+another seed's run.  Every other stream is the same on every rank (identical initial weights, the
+same evaluation latents).
+
 The offsets keep the numbers of earlier gan_cli versions; streams of one run never share a
 seed.  (Runs whose seeds differ by less than 12346 can share a seed *across* streams, e.g.
 seed=0's ``train`` and seed=1's ``init``; they are different uses, so this does not correlate
@@ -52,14 +58,24 @@ STREAMS = {
 }
 
 
-def seed_for(base: int, stream: str) -> int:
-    """The seed of ``stream`` for a run (or real-data) seed ``base``."""
-    return int(base) + STREAMS[stream]
+#: streams each rank of a multi-process run draws on its own
+PER_RANK = ("train", "estimate")
 
 
-def generator(base: int, stream: str, device="cpu") -> torch.Generator:
-    """A fresh ``torch.Generator`` on ``device`` for ``stream``."""
-    return torch.Generator(device).manual_seed(seed_for(base, stream))
+def seed_for(base: int, stream: str, rank: int = 0) -> int:
+    """The seed of ``stream`` for a run (or real-data) seed ``base``; ``rank`` > 0: that rank's own seed
+    of a per-rank stream (:data:`PER_RANK`), a child of the stream's seed."""
+    seed = int(base) + STREAMS[stream]
+    if rank:
+        if stream not in PER_RANK:
+            raise ValueError(f"stream {stream} is shared by every rank (per-rank streams: {', '.join(PER_RANK)})")
+        seed = child_seed(seed, "rank", int(rank))
+    return seed
+
+
+def generator(base: int, stream: str, device="cpu", rank: int = 0) -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` for ``stream`` (of ``rank``, see :func:`seed_for`)."""
+    return torch.Generator(device).manual_seed(seed_for(base, stream, rank))
 
 
 def child_seed(base: int, purpose: str, *counters: int) -> int:

@@ -24,7 +24,8 @@ from gan_cli.hints import resume_command, shell_path
 register_configs()
 
 # Settings a resumed run may change on the command line; everything else comes from the checkpoint.
-RESUME_OVERRIDABLE = ("steps", "device", "progress", "log_every", "image_every", "ckpt_every", "keep_ckpts", "eval_every")
+RESUME_OVERRIDABLE = ("steps", "device", "progress", "log_every", "image_every", "ckpt_every", "keep_ckpts", "eval_every",
+                      "dist.nproc", "dist.timeout_s")  # dist.nproc: checked against the checkpoint's world size
 # how the run is scored does not change how it trains; the speed path changes the arithmetic, not the run (a
 # run resumed on another device needs its own)
 RESUME_OVERRIDABLE_GROUPS = ("metrics.", "speed.")
@@ -88,7 +89,23 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     ``status.json``, ``scalars.jsonl``, ``metrics.jsonl`` and ``results.json``.
     ``cfg.resume=<run folder>`` continues that run from its newest loadable checkpoint.
     One process writes a run folder at a time (an OS lock, :mod:`gan_cli.runlock`).
+    Several processes (``dist.nproc=N`` or torchrun, :mod:`gan_cli.dist`): this process is rank 0 and
+    writes, or a rank > 0 that trains in step with rank 0 and returns ``{"status": "follower", ...}``.
     """
+    from gan_cli import dist, launch
+
+    with dist.session(cfg) as ctx:
+        if not ctx.is_main:  # torchrun's ranks > 0: rank 0 sends them the config and resume state
+            code = launch.follow(ctx)
+            if code:
+                sys.exit(code)
+            return {"status": "follower", "rank": ctx.rank, "final": {}}
+        return _train(cfg, overrides)
+
+
+def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
+    from gan_cli import dist, launch
+    from gan_cli.build import plain_config
     from gan_cli.loop import Diverged, Interrupted, Trainer
     from gan_cli.runlock import RunLock
 
@@ -109,12 +126,15 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         from gan_cli.config import validate
 
         validate(cfg)  # before anything is written
+        dist.check(cfg, int(resume_state.get("world_size", 1)) if resume_state is not None else None)
+        ctx = launch.start(cfg, {"config": plain_config(cfg), "run_dir": str(run_dir), "resume_state": resume_state,
+                               "resume_from": str(path) if path else None})  # several processes: ranks 1..N-1 join
         trainer = Trainer(cfg, run_dir, resume_state, resume_from=path)
         run_dir.mkdir(parents=True, exist_ok=True)
         status = run_dir / "status.json"
         ck.write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
         try:
-            with _progress(cfg, status) as progress:
+            with _progress(cfg, status) as progress, dist.failures(ctx, run_dir):
                 result = trainer.run(progress)
         except Diverged as e:
             _record(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
@@ -327,6 +347,11 @@ def _precheck_writable(argv: list[str]) -> None:
 
 
 def main() -> None:
+    from gan_cli.dist import env_rank
+
+    if env_rank():  # torchrun's ranks > 0 follow rank 0: no lock, no Hydra record or log file in the run folder
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+        return _hydra_main()
     try:
         if _argv_value(sys.argv[1:], "resume") is None and not any(a in ("--help", "-h", "--cfg", "-c", "--info")
                                                                    or a.startswith("--cfg") for a in sys.argv[1:]):

@@ -178,12 +178,18 @@ class Evaluator:
             key, compute, meta={"data": str(self.info.name), "extractor": ext.cache_id, "n": n, "seed": seed})
 
     # -- one evaluation ----------------------------------------------------------
+    @property
+    def chunk(self) -> int:
+        """How many samples ``fake`` asks ``sample_fn`` for at a time (gan_cli.dist shares the chunks out)."""
+        return 1000 if self.inputs == "points" else int(self.cfg.feature_batch)
+
     def fake(self, sample_fn: Callable[[int], torch.Tensor], n: int):
         if self.inputs == "points":
-            return torch.cat([sample_fn(min(1000, n - i)) for i in range(0, n, 1000)]).detach().cpu().double().numpy()
+            c = self.chunk
+            return torch.cat([sample_fn(min(c, n - i)) for i in range(0, n, c)]).detach().cpu().double().numpy()
         from gan_cli.metrics.features import extract_features
 
-        return extract_features(self.extractor(), sample_fn, n, self.cfg.feature_batch, self.device)
+        return extract_features(self.extractor(), sample_fn, n, self.chunk, self.device)
 
     def __call__(self, sample_fn: Callable[[int], torch.Tensor], n: Optional[int] = None) -> dict:
         """``{key: value}`` of every selected metric on ``n`` (default: ``self.n``) samples of ``sample_fn``."""

@@ -49,6 +49,10 @@ OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir_resolver, repl
 OmegaConf.register_new_resolver("gan_dirname", _dirname_resolver, replace=True)
 
 
+class TrainingDiverged(UserError):
+    """The divergence guard stopped the run (a one-line error; an Optuna trial reports it as the worst value)."""
+
+
 def _resume_overridable(key: str) -> bool:
     return key in RESUME_OVERRIDABLE or key.startswith(RESUME_OVERRIDABLE_GROUPS) or key.startswith("hydra")
 
@@ -116,7 +120,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
                 result = trainer.run(progress)
         except Diverged as e:
             _record(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
-            raise UserError(f"training diverged: {e}") from None
+            raise TrainingDiverged(f"training diverged: {e}") from None
         except Interrupted as e:
             _record(status, {"state": "interrupted", "step": trainer.step, "error": str(e)})
             raise
@@ -236,21 +240,36 @@ def _is_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    """The task function: trains one run; returns ``optimized_metric`` when set (an Optuna study's
+    objective, :mod:`gan_cli.search`), else the run's divergence estimate."""
+    from gan_cli.launch import configure_job
     from gan_cli.loop import Interrupted
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
-    n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
-    if isinstance(n_jobs, int) and n_jobs > 0:  # parallel local sweep: share the cores
-        import torch
+    direction = None
+    try:
+        if cfg.optimized_metric:  # a wrong direction or metric is the whole study's error: checked before training
+            from gan_cli.search import check_direction
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+            direction = check_direction(cfg.optimized_metric, OmegaConf.select(hc, "sweeper.direction", default=None))
+    except UserError as e:
+        print(f"gan-train: error: {e}", file=sys.stderr)
+        sys.exit(2)  # SystemExit passes Hydra's per-job `except Exception`: the sweep ends here
+    note = configure_job(cfg, hc)  # parallel local jobs: one GPU each (k mod #GPUs), a share of the cores
+    if note and _is_multirun():
+        print(f"gan-train: {note}", file=sys.stderr)
     try:
         result = train(cfg, overrides)
     except UserError as e:
         status = Path(cfg.out_dir or hc.runtime.output_dir).expanduser() / "status.json"
         if not cfg.resume and status.parent.is_dir() and not holds_run(status.parent):  # failed before training: record why
             _record(status, {"state": "failed", "step": 0, "error": str(e)})
+        if direction is not None and isinstance(e, TrainingDiverged) and _is_multirun():
+            from gan_cli.search import worst
+
+            print(f"gan-train: {e} (trial reported to the study as the worst value, {worst(direction)})", file=sys.stderr)
+            return worst(direction)
         print(f"gan-train: error: {e}", file=sys.stderr)
         if _is_multirun():  # recorded; the sweeper carries on with the other jobs
             raise
@@ -260,6 +279,17 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         # Also in a sweep: SystemExit passes Hydra's per-job `except Exception`, so Ctrl-C ends
         # the whole sweep instead of counting as one failed job and starting the next.
         sys.exit(128 + e.signum)
+    if direction is not None:
+        from gan_cli.search import objective_value
+
+        try:
+            value, why = objective_value(result, cfg.optimized_metric, direction)
+        except UserError as e:  # every trial would miss it: end the study
+            print(f"gan-train: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if why:
+            print(f"gan-train: {why}", file=sys.stderr)
+        return value
     return next((v for k, v in result["final"].items() if k.startswith("estimate/")), None)
 
 

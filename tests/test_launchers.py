@@ -117,8 +117,8 @@ def test_submitit_local_two_job_sweep(tmp_path):
     jobs, states = _completed(tmp_path / "sw")
     assert len(jobs) == 2 and states == ["completed", "completed"]
     sub = tmp_path / "sw" / ".submitit"
-    assert len([p for p in sub.iterdir() if p.is_dir()]) == 2  # one submitit job (folder) per Hydra job
+    assert len([p for p in sub.iterdir() if p.is_dir() and p.name.isdigit()]) == 2  # a submitit job per Hydra job
     hydra_cfg = OmegaConf.load(jobs[0] / ".hydra" / "hydra.yaml").hydra.launcher
     assert hydra_cfg._target_.endswith("LocalLauncher") and hydra_cfg.gpus_per_node == 1 and hydra_cfg.cpus_per_task == 8
-    logs = sorted(sub.glob("*/*_log.out"))
+    logs = sorted(sub.glob("[0-9]*/*_log.out"))
     assert len(logs) == 2 and all(re.search(r"gan-train gan on ring8: 4 steps", p.read_text()) for p in logs)

@@ -3,7 +3,8 @@
 * joblib (``hydra/launcher=local``, parallel jobs on one machine): job k trains on
   ``cuda:(k mod #GPUs)`` when GPUs exist (``device=auto`` or ``cuda``; an explicit ``cuda:N`` or
   ``cpu`` is kept), and on the CPU otherwise; torch's intra-op threads are split between the parallel
-  jobs (``cores // n_jobs``, at least 1).  Jobs that run at the same time have consecutive numbers,
+  jobs (``cores // n_jobs``, at least 1; under the Optuna sweeper at most ``hydra.sweeper.n_jobs`` trials
+  run at a time).  Jobs that run at the same time have consecutive numbers,
   so with ``n_jobs <= #GPUs`` no two of them share a GPU.  loky's worker processes get the ``spawn``
   start method for any DataLoader workers (they crash under loky's default).
 * submitit (``hydra/launcher=slurm`` / ``slurm_local``): each job is its own allocation
@@ -60,7 +61,10 @@ def configure_job(cfg, hydra_cfg) -> Optional[str]:
     if kind != "joblib":
         return None
     cpus = os.cpu_count() or 1
-    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=None)
+    n_jobs = parallel_jobs(OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=None), cpus)
+    batch = OmegaConf.select(hydra_cfg, "sweeper.n_jobs", default=None)  # the Optuna sweeper asks this many at a time
+    if isinstance(batch, int) and batch > 0:
+        n_jobs = min(n_jobs, batch)
     threads = job_threads(n_jobs, cpus)
     torch.set_num_threads(threads)
     job_num = int(OmegaConf.select(hydra_cfg, "job.num", default=0) or 0)

@@ -62,6 +62,10 @@ def test_configure_job_under_joblib_with_a_mocked_gpu_count(monkeypatch, restore
     note = configure_job(cfg, hc)
     assert cfg.device == want and torch.get_num_threads() == 4
     assert note == f"job 5: device {want}, 4 torch thread(s) (2 parallel job(s) on 8 cores)"
+    optuna_batch = OmegaConf.create({"launcher": {"_target_": JOBLIB, "n_jobs": 4}, "sweeper": {"n_jobs": 1},
+                                     "job": {"num": 5}})
+    cfg3 = compose_train(f"device={device}")
+    assert configure_job(cfg3, optuna_batch).startswith(f"job 5: device {want}, 8 torch thread(s) (1 parallel job(s)")
     basic = OmegaConf.create({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
                               "job": {"num": 5}})
     cfg2 = compose_train(f"device={device}")

@@ -10,6 +10,8 @@
 * submitit (``hydra/launcher=slurm`` / ``slurm_local``): each job is its own allocation
   (``gpus_per_node``, ``cpus_per_task``): ``device=auto`` picks its first visible GPU.
 * the basic launcher: jobs run one after another with every core and GPU.
+
+A requeued Slurm job (:func:`requeued_run`) continues the unfinished run in its folder.
 """
 from __future__ import annotations
 
@@ -78,3 +80,27 @@ def configure_job(cfg, hydra_cfg) -> Optional[str]:
     except RuntimeError:
         pass
     return f"job {job_num}: device {device}, {threads} torch thread(s) ({parallel_jobs(n_jobs, cpus)} parallel job(s) on {cpus} cores)"
+
+
+#: states of a run that a requeued job continues (a completed or diverged run is not trained again)
+REQUEUE_STATES = ("interrupted", "running", "failed")
+
+
+def requeued_run(run_dir, env=None) -> bool:
+    """True when this job is a Slurm requeue (``SLURM_RESTART_COUNT`` > 0: preemption with requeue,
+    ``scontrol requeue``, submitit's requeue at the time limit) and its folder holds an unfinished run with a
+    checkpoint: the job then continues that run (``resume=<its folder>``) instead of refusing the folder."""
+    from pathlib import Path
+
+    from gan_cli import checkpoint as ck
+
+    env = os.environ if env is None else env
+    try:
+        restarts = int(env.get("SLURM_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        restarts = 0
+    run_dir = Path(run_dir)
+    if restarts < 1 or not ck.list_checkpoints(run_dir):
+        return False
+    state = (ck.read_json(run_dir / "status.json") or {}).get("state")
+    return state in REQUEUE_STATES

@@ -242,7 +242,7 @@ def _is_multirun() -> bool:
 def _hydra_main(cfg: DictConfig) -> float | None:
     """The task function: trains one run; returns ``optimized_metric`` when set (an Optuna study's
     objective, :mod:`gan_cli.search`), else the run's divergence estimate."""
-    from gan_cli.launch import configure_job
+    from gan_cli.launch import configure_job, requeued_run
     from gan_cli.loop import Interrupted
 
     hc = HydraConfig.get()
@@ -259,6 +259,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     note = configure_job(cfg, hc)  # parallel local jobs: one GPU each (k mod #GPUs), a share of the cores
     if note and _is_multirun():
         print(f"gan-train: {note}", file=sys.stderr)
+    job_dir = Path(cfg.out_dir or hc.runtime.output_dir).expanduser()
+    if not cfg.resume and requeued_run(job_dir):  # a requeued Slurm job continues its run from its checkpoint
+        from omegaconf import open_dict, read_write
+
+        with read_write(cfg), open_dict(cfg):
+            cfg.resume = str(job_dir)
+        overrides = []  # the run's saved config already holds the job's overrides
+        print(f"gan-train: requeued job: continuing the run in {shell_path(job_dir)}", file=sys.stderr)
     try:
         result = train(cfg, overrides)
     except UserError as e:

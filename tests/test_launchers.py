@@ -126,3 +126,30 @@ def test_submitit_local_two_job_sweep(tmp_path):
     assert hydra_cfg._target_.endswith("LocalLauncher") and hydra_cfg.gpus_per_node == 1 and hydra_cfg.cpus_per_task == 8
     logs = sorted(sub.glob("[0-9]*/*_log.out"))
     assert len(logs) == 2 and all(re.search(r"gan-train gan on ring8: 4 steps", p.read_text()) for p in logs)
+
+
+def test_a_requeued_slurm_job_continues_its_run(tmp_path, one_torch_thread):
+    """Slurm requeues a preempted job (SLURM_RESTART_COUNT > 0) into the same job folder: the unfinished run
+    there is continued from its newest checkpoint; a first start, a finished run or no checkpoint are not."""
+    import shutil
+
+    from gan_cli import checkpoint as ck
+    from gan_cli.launch import requeued_run
+    from gan_cli.train import train
+
+    run = tmp_path / "job"
+    cfg = compose_train("model=gan", "data=ring8", "steps=4", "log_every=2", "ckpt_every=2", "image_every=0",
+                        "metrics=none", "device=cpu", tmp_path=run)
+    train(cfg)
+    requeue = {"SLURM_RESTART_COUNT": "1"}
+    assert not requeued_run(run, requeue)  # completed: nothing to continue
+    (run / "checkpoints" / "step_00000004.pt").unlink()  # as if SIGTERM had come after step 2
+    ck.write_json(run / "status.json", {"state": "interrupted", "step": 2})
+    assert requeued_run(run, requeue) and not requeued_run(run, {}) and not requeued_run(run, {"SLURM_RESTART_COUNT": "0"})
+    empty = tmp_path / "empty"
+    shutil.copytree(run, empty)
+    shutil.rmtree(empty / "checkpoints")
+    assert not requeued_run(empty, requeue)
+    resumed = compose_train("model=gan", "data=ring8", "steps=4", "metrics=none", "device=cpu", f"resume={run}")
+    assert train(resumed, [])["step"] == 4  # what the task function then does: resume=<job folder>, no overrides
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"

@@ -203,6 +203,9 @@ class TrainConfig:
     out_dir: Optional[str] = None  # default: Hydra's run folder
     progress: bool = True
     experiment: Optional[str] = None  # set by conf/experiment presets
+    # hparams_search presets: the result key an Optuna study optimises (rkl_2.5k, fid10k_clf ...); the task
+    # function returns it and its registry direction must be the study's (gan_cli.search)
+    optimized_metric: Optional[str] = None
     train_generator: bool = True  # false: G frozen, only D/critic trains (theory lab)
 
 

@@ -1,6 +1,6 @@
 """Data-parallel training on several processes (torch.distributed).
 
-Two ways to start, one code path (the processes are started by :mod:`gan_cli.launch`):
+Two ways to start, one code path (the processes are started by :mod:`gan_cli.spawn`):
 
 * ``gan-train dist.nproc=N ...``: the Hydra job itself is rank 0 and starts ranks 1..N-1 with
   ``torch.multiprocessing`` (spawn) after its checks (lock, resume, config), the pattern of StudioGAN
@@ -205,7 +205,7 @@ def _init(rank: int, world: int, backend: str, timeout_s: int, init_method: str)
 
 def join(cfg) -> Context:
     """Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK set): join its group and return this rank's context;
-    otherwise the one-process context (``dist.nproc`` ranks are started later by :func:`gan_cli.launch.start`)."""
+    otherwise the one-process context (``dist.nproc`` ranks are started later by :func:`gan_cli.spawn.start`)."""
     global _CTX
     rank = env_rank()
     if rank is None:

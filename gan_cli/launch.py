@@ -1,97 +1,106 @@
-"""Starting the ranks of a run on several processes and what ranks > 0 do (see :mod:`gan_cli.dist`).
+"""What one job of a sweep uses, set from the Hydra launcher that started it.
 
-:func:`start` (rank 0, after its checks) starts ranks 1..N-1 for ``dist.nproc=N`` with
-``torch.multiprocessing`` (spawn), or uses torchrun's group, and sends every rank the resolved config,
-the run folder and the resume state; :func:`follow` is what every rank > 0 runs: it trains in step
-with rank 0 and writes nothing.  Kept apart from :mod:`gan_cli.dist` (the collectives the loop calls)
-because it builds the loop's Trainer.
+* joblib (``hydra/launcher=local``, parallel jobs on one machine): job k trains on
+  ``cuda:(k mod #GPUs)`` when GPUs exist (``device=auto`` or ``cuda``; an explicit ``cuda:N`` or
+  ``cpu`` is kept), and on the CPU otherwise; torch's intra-op threads are split between the parallel
+  jobs (``cores // n_jobs``, at least 1; under the Optuna sweeper at most ``hydra.sweeper.n_jobs`` trials
+  run at a time).  Jobs that run at the same time have consecutive numbers,
+  so with ``n_jobs <= #GPUs`` no two of them share a GPU.  loky's worker processes get the ``spawn``
+  start method for any DataLoader workers (they crash under loky's default).
+* submitit (``hydra/launcher=slurm`` / ``slurm_local``): each job is its own allocation
+  (``gpus_per_node``, ``cpus_per_task``): ``device=auto`` picks its first visible GPU.
+* the basic launcher: jobs run one after another with every core and GPU.
+
+A requeued Slurm job (:func:`requeued_run`) continues the unfinished run in its folder.
 """
 from __future__ import annotations
 
 import os
-import sys
-
-import torch
-
-from gan_cli import dist
-from gan_cli.config import UserError
+from typing import Optional
 
 
-def start(cfg, payload: dict) -> dist.Context:
-    """Rank 0: start ranks 1..N-1 (``dist.nproc``) or use torchrun's group, then send every rank
-    ``payload`` (the resolved config, the run folder, the resume state)."""
-    ctx = dist.context()
-    world = ctx.world if ctx.torchrun else int(cfg.dist.nproc)
-    if world == 1:
-        return ctx
-    if not ctx.torchrun:
-        import torch.multiprocessing as mp
-
-        backend = dist._backend(cfg)
-        method = f"tcp://127.0.0.1:{dist._free_port()}"
-        threads = before = torch.get_num_threads()
-        if backend == "gloo":  # N ranks on one machine's cores: share them instead of oversubscribing
-            threads = max(1, threads // world)
-            torch.set_num_threads(threads)
-        procs = mp.start_processes(_child, args=(world, backend, int(cfg.dist.timeout_s), method, threads),
-                                   nprocs=world - 1,
-                                   join=False, start_method="spawn")
-        try:
-            dist._init(0, world, backend, cfg.dist.timeout_s, method)
-        except BaseException:
-            dist._stop_children(procs)
-            raise
-        ctx = dist.set_context(dist.Context(0, world, 0, backend))
-        ctx.procs, ctx.timeout_s, ctx.threads_before = procs, int(cfg.dist.timeout_s), before
-    ctx.from_main(payload)
-    return ctx
+def launcher_kind(target: Optional[str]) -> str:
+    """``joblib``, ``submitit`` or ``basic`` (any other launcher) from the launcher's ``_target_``."""
+    t = str(target or "").lower()
+    if "joblib" in t:
+        return "joblib"
+    if "submitit" in t:
+        return "submitit"
+    return "basic"
 
 
-def _child(i: int, world: int, backend: str, timeout_s: int, method: str, threads: int) -> None:
-    """A rank > 0 started by ``dist.nproc``: join the group, follow rank 0, exit with its code."""
+def parallel_jobs(n_jobs, cpus: int) -> int:
+    """joblib's ``n_jobs`` as a count: -1 is every core, -2 all but one ... (joblib's rule), at least 1."""
+    n = int(n_jobs) if n_jobs is not None else 1
+    if n < 0:
+        n = cpus + 1 + n
+    return max(1, n)
+
+
+def job_threads(n_jobs, cpus: int) -> int:
+    """torch intra-op threads of one of ``n_jobs`` parallel jobs on ``cpus`` cores."""
+    return max(1, cpus // parallel_jobs(n_jobs, cpus))
+
+
+def job_device(device: str, job_num: int, n_gpus: int) -> str:
+    """The device of parallel job ``job_num``: ``cuda:(job_num mod n_gpus)`` for ``auto``/``cuda`` when there
+    are GPUs, ``cpu`` for ``auto`` without GPUs; any other choice (``cpu``, ``cuda:N``, ``mps``) is kept."""
+    device = str(device)
+    if device not in ("auto", "cuda"):
+        return device
+    if n_gpus > 0:
+        return f"cuda:{int(job_num) % n_gpus}"
+    return "cpu" if device == "auto" else device  # device=cuda without a GPU: build's own one-line error
+
+
+def configure_job(cfg, hydra_cfg) -> Optional[str]:
+    """Set the job's device (in ``cfg``) and torch threads for the launcher that runs it; returns a short
+    description for the log (None under the basic launcher)."""
+    import torch
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    kind = launcher_kind(OmegaConf.select(hydra_cfg, "launcher._target_", default=None))
+    if kind != "joblib":
+        return None
+    cpus = os.cpu_count() or 1
+    n_jobs = parallel_jobs(OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=None), cpus)
+    batch = OmegaConf.select(hydra_cfg, "sweeper.n_jobs", default=None)  # the Optuna sweeper asks this many at a time
+    if isinstance(batch, int) and batch > 0:
+        n_jobs = min(n_jobs, batch)
+    threads = job_threads(n_jobs, cpus)
     torch.set_num_threads(threads)
-    rank = i + 1
+    job_num = int(OmegaConf.select(hydra_cfg, "job.num", default=0) or 0)
+    device = job_device(cfg.device, job_num, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    with read_write(cfg), open_dict(cfg):
+        cfg.device = device
+    try:  # DataLoader workers inside a loky worker need spawn (fork crashes there)
+        import multiprocessing
+
+        multiprocessing.set_start_method("spawn", force=True)
+    except RuntimeError:
+        pass
+    return f"job {job_num}: device {device}, {threads} torch thread(s) ({parallel_jobs(n_jobs, cpus)} parallel job(s) on {cpus} cores)"
+
+
+#: states of a run that a requeued job continues (a completed or diverged run is not trained again)
+REQUEUE_STATES = ("interrupted", "running", "failed")
+
+
+def requeued_run(run_dir, env=None) -> bool:
+    """True when this job is a Slurm requeue (``SLURM_RESTART_COUNT`` > 0: preemption with requeue,
+    ``scontrol requeue``, submitit's requeue at the time limit) and its folder holds an unfinished run with a
+    checkpoint: the job then continues that run (``resume=<its folder>``) instead of refusing the folder."""
+    from pathlib import Path
+
+    from gan_cli import checkpoint as ck
+
+    env = os.environ if env is None else env
     try:
-        dist._init(rank, world, backend, timeout_s, method)
-    except Exception as e:
-        print(f"gan-train: rank {rank}: cannot join the process group: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(1)
-    ctx = dist.set_context(dist.Context(rank, world, rank, backend))
-    ctx.timeout_s = timeout_s
-    code = follow(ctx)
-    sys.stdout.flush()
-    os._exit(code)  # no atexit handlers of the parent's modules, no second report
-
-
-def follow(ctx: dist.Context) -> int:
-    """A rank > 0: receive rank 0's config and resume state, train in step with it, write nothing.
-    Returns the exit code; a failure caused by another rank is left to rank 0 to report."""
-    from gan_cli.build import load_config
-    from gan_cli.loop import Diverged, Interrupted, Trainer
-
-    try:
-        payload = ctx.from_main(None)
-    except Exception:
-        return 1  # rank 0 stopped before training (its own message says why)
-    try:
-        cfg = load_config(payload["config"])
-        trainer = Trainer(cfg, payload["run_dir"], payload["resume_state"], resume_from=payload["resume_from"])
-        trainer.run(None)
-        return 0
-    except Interrupted as e:
-        return 128 + e.signum
-    except (Diverged, UserError) as e:  # the same on every rank; rank 0 reports it
-        return 2 if isinstance(e, Diverged) else _own_error(ctx, e, 2)
-    except Exception as e:
-        if dist._collective_error(e):
-            return 1
-        return _own_error(ctx, e, 1)
-    finally:
-        dist._destroy()
-
-
-def _own_error(ctx: dist.Context, e: BaseException, code: int) -> int:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    print(f"gan-train: rank {ctx.rank}: error: {type(e).__name__ if not isinstance(e, UserError) else ''}"
-          f"{': ' if not isinstance(e, UserError) else ''}{first}", file=sys.stderr)
-    return code
+        restarts = int(env.get("SLURM_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        restarts = 0
+    run_dir = Path(run_dir)
+    if restarts < 1 or not ck.list_checkpoints(run_dir):
+        return False
+    state = (ck.read_json(run_dir / "status.json") or {}).get("state")
+    return state in REQUEUE_STATES

@@ -27,7 +27,8 @@ from typing import Optional
 
 from gan_cli import checkpoint as ck
 from gan_cli.config import UserError
-from gan_cli.results import TB_DIR, Job, _is_number, _json_safe, collect, markdown_table, print_rows, write_csv
+from gan_cli.results import TB_DIR, Job, _is_number, _json_safe, collect, fmt, markdown_table, print_rows, write_csv
+from gan_cli.search import best_job, read_study
 
 SUMMARY = "sweep_summary"
 # columns left out of the printed table (kept in CSV/JSON)
@@ -176,6 +177,12 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
     jobs = collect(folder)
     swept, common = swept_keys(jobs)
     cols = scalar_columns(jobs)
+    study = read_study(folder, jobs)  # an Optuna sweep: its best trial; sorted by its objective by default
+    best = best_job(jobs, study["best_params"]) if study else None
+    if study:
+        study["best_job"] = best.num if best is not None else None
+        if not sort_by and study.get("metric") in cols:
+            sort_by = ("-" if study.get("direction") == "maximize" else "") + str(study["metric"])
     columns = ["job", "status", *swept, *cols, "error", "dir"]
     rows = sort_rows(build_rows(jobs, swept, cols), sort_by, columns)
 
@@ -191,7 +198,7 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
     write_csv(files[0], rows, columns)
     ck.write_json(files[1], {"sweep": str(folder), "swept": swept, "common_overrides": common, "sort_by": sort_by,
                              "columns": columns, "jobs": [_json_safe(r) for r in rows],
-                             "preprocess": {str(j.num): m for j, m in _job_modes(jobs)}})
+                             "preprocess": {str(j.num): m for j, m in _job_modes(jobs)}, "study": study})
     n_ok = sum(j.ok for j in jobs)
     title = f"sweep {folder}: {n_ok}/{len(jobs)} jobs completed"
     if not quiet:
@@ -199,6 +206,8 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
         common_txt = " ".join(f"{k}={v}" for k, v in common.items())
         print_rows(title, rows, shown, caption=f"common overrides: {common_txt}" if common_txt else None)
         _print_problems(rows)
+        if study:
+            _print_study(study, best)
     mixed = mixed_preprocess(jobs)
     if mixed and not quiet:
         print(f"gan_cli: warning: {mixed}", file=sys.stderr)
@@ -232,7 +241,22 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
         if writer is not None:
             print(f"TensorBoard: tensorboard --logdir {folder / TB_DIR}")
     return {"rows": rows, "columns": columns, "files": [str(f) for f in files], "report": report,
-            "plot": {"x": x, "y": y}}
+            "plot": {"x": x, "y": y}, "study": study}
+
+
+def _print_study(study: dict, best) -> None:
+    """The Optuna study's best trial and its parameters (optimization_results.yaml)."""
+    name = f"Optuna study {study.get('study_name') or ''}".rstrip()
+    how = f"{study.get('direction') or '?'} {study.get('metric') or '(optimized_metric not recorded)'}"
+    if not study["finished"]:
+        print(f"{name} ({how}): no optimization_results.yaml yet (the study is running or was stopped); "
+              f"the table above is sorted by the objective.")
+        return
+    where = f"trial {best.num} [{best.dir}]" if best is not None else "best trial (no job folder matches its parameters)"
+    print(f"{name} ({how}, {study.get('n_trials')} trials, storage {study.get('storage') or 'in memory'}): "
+          f"best value {fmt(study['best_value'])} from {where}")
+    for k, v in study["best_params"].items():
+        print(f"  {k}={v}")
 
 
 def _job_modes(jobs: list[Job]) -> list[tuple[Job, str]]:

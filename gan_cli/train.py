@@ -52,6 +52,10 @@ OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir_resolver, repl
 OmegaConf.register_new_resolver("gan_dirname", _dirname_resolver, replace=True)
 
 
+class TrainingDiverged(UserError):
+    """The divergence guard stopped the run (a one-line error; an Optuna trial reports it as the worst value)."""
+
+
 def _resume_overridable(key: str) -> bool:
     return key in RESUME_OVERRIDABLE or key.startswith(RESUME_OVERRIDABLE_GROUPS) or key.startswith("hydra")
 
@@ -92,11 +96,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     Several processes (``dist.nproc=N`` or torchrun, :mod:`gan_cli.dist`): this process is rank 0 and
     writes, or a rank > 0 that trains in step with rank 0 and returns ``{"status": "follower", ...}``.
     """
-    from gan_cli import dist, launch
+    from gan_cli import dist, spawn
 
     with dist.session(cfg) as ctx:
         if not ctx.is_main:  # torchrun's ranks > 0: rank 0 sends them the config and resume state
-            code = launch.follow(ctx)
+            code = spawn.follow(ctx)
             if code:
                 sys.exit(code)
             return {"status": "follower", "rank": ctx.rank, "final": {}}
@@ -104,7 +108,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
 
 def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
-    from gan_cli import dist, launch
+    from gan_cli import dist, spawn
     from gan_cli.build import plain_config
     from gan_cli.loop import Diverged, Interrupted, Trainer
     from gan_cli.runlock import RunLock
@@ -127,7 +131,7 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
         validate(cfg)  # before anything is written
         dist.check(cfg, int(resume_state.get("world_size", 1)) if resume_state is not None else None)
-        ctx = launch.start(cfg, {"config": plain_config(cfg), "run_dir": str(run_dir), "resume_state": resume_state,
+        ctx = spawn.start(cfg, {"config": plain_config(cfg), "run_dir": str(run_dir), "resume_state": resume_state,
                                "resume_from": str(path) if path else None})  # several processes: ranks 1..N-1 join
         trainer = Trainer(cfg, run_dir, resume_state, resume_from=path)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,7 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
                 result = trainer.run(progress)
         except Diverged as e:
             _record(status, {"state": "diverged", "step": trainer.step, "error": str(e)})
-            raise UserError(f"training diverged: {e}") from None
+            raise TrainingDiverged(f"training diverged: {e}") from None
         except Interrupted as e:
             _record(status, {"state": "interrupted", "step": trainer.step, "error": str(e)})
             raise
@@ -258,21 +262,44 @@ def _is_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    """The task function: trains one run; returns ``optimized_metric`` when set (an Optuna study's
+    objective, :mod:`gan_cli.search`), else the run's divergence estimate."""
+    from gan_cli.launch import configure_job, requeued_run
     from gan_cli.loop import Interrupted
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
-    n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
-    if isinstance(n_jobs, int) and n_jobs > 0:  # parallel local sweep: share the cores
-        import torch
+    direction = None
+    try:
+        if cfg.optimized_metric:  # a wrong direction or metric is the whole study's error: checked before training
+            from gan_cli.search import check_direction
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+            direction = check_direction(cfg.optimized_metric, OmegaConf.select(hc, "sweeper.direction", default=None))
+    except UserError as e:
+        print(f"gan-train: error: {e}", file=sys.stderr)
+        sys.exit(2)  # SystemExit passes Hydra's per-job `except Exception`: the sweep ends here
+    note = configure_job(cfg, hc)  # parallel local jobs: one GPU each (k mod #GPUs), a share of the cores
+    if note and _is_multirun():
+        print(f"gan-train: {note}", file=sys.stderr)
+    job_dir = Path(cfg.out_dir or hc.runtime.output_dir).expanduser()
+    if not cfg.resume and requeued_run(job_dir):  # a requeued Slurm job continues its run from its checkpoint
+        from omegaconf import open_dict, read_write
+
+        with read_write(cfg), open_dict(cfg):
+            cfg.resume = str(job_dir)
+        overrides = []  # the run's saved config already holds the job's overrides
+        print(f"gan-train: requeued job: continuing the run in {shell_path(job_dir)}", file=sys.stderr)
     try:
         result = train(cfg, overrides)
     except UserError as e:
         status = Path(cfg.out_dir or hc.runtime.output_dir).expanduser() / "status.json"
         if not cfg.resume and status.parent.is_dir() and not holds_run(status.parent):  # failed before training: record why
             _record(status, {"state": "failed", "step": 0, "error": str(e)})
+        if direction is not None and isinstance(e, TrainingDiverged) and _is_multirun():
+            from gan_cli.search import worst
+
+            print(f"gan-train: {e} (trial reported to the study as the worst value, {worst(direction)})", file=sys.stderr)
+            return worst(direction)
         print(f"gan-train: error: {e}", file=sys.stderr)
         if _is_multirun():  # recorded; the sweeper carries on with the other jobs
             raise
@@ -282,6 +309,17 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         # Also in a sweep: SystemExit passes Hydra's per-job `except Exception`, so Ctrl-C ends
         # the whole sweep instead of counting as one failed job and starting the next.
         sys.exit(128 + e.signum)
+    if direction is not None:
+        from gan_cli.search import objective_value
+
+        try:
+            value, why = objective_value(result, cfg.optimized_metric, direction)
+        except UserError as e:  # every trial would miss it: end the study
+            print(f"gan-train: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if why:
+            print(f"gan-train: {why}", file=sys.stderr)
+        return value
     return next((v for k, v in result["final"].items() if k.startswith("estimate/")), None)
 
 

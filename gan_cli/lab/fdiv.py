@@ -406,9 +406,9 @@ def summary_markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         mu = r.get("learned mu", r.get("learned |mu|"))
-        lines.append("| " + " | ".join(str(v) for v in (r["objective"], r["divergence"], mu, r["learned sigma"],
-                                                           r["exact (mu, sigma)"], r["within tol"], r["seeds"],
-                                                           r["steps"], r["s per fit"])) + " |")
+        cells = [str(v) for v in (r["objective"], r["divergence"], mu, r["learned sigma"], r["exact (mu, sigma)"],
+                                  r["within tol"], r["seeds"], r["steps"], r["s per fit"])]
+        lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

@@ -341,9 +341,10 @@ def test_disjoint_theta_shrunk(tmp_path):
 
 
 def test_fdiv_kl_covers_and_rkl_seeks(tmp_path):
-    # the practical generator objective (Sec. 3.2): with the saddle objective (the preset's default) rkl
-    # lands in its covering local minimum (0, 1.74) from this start; measured, see the issue-12 note
-    ov = ["experiment=fdiv", "steps=800", "log_every=100", "metrics=none", "model.g_objective=practical"]
+    # the practical generator objective (Sec. 3.2), from (0.5, 1) with one D step at 1e-3 per G step (the settings
+    # this check was measured with; the preset's saddle fits are checked by test_fdiv_saddle_fit_reaches_...)
+    ov = ["experiment=fdiv", "steps=800", "log_every=100", "metrics=none", "model.g_objective=practical",
+          "net.sigma0=1.0", "model.n_critic=1", "model.opt_d.lr=1e-3"]
     jobs = [_run(tmp_path, d, *ov, f"model.divergence={d}") for d in ("kl", "rkl")]
     jobs.append(Job(dir=None, num=5, overrides={}, config={**jobs[0].config, "model": {**jobs[0].config["model"],
                     "divergence": "neyman"}}, status="diverged", error="loss/d became nan"))
@@ -357,6 +358,45 @@ def test_fdiv_kl_covers_and_rkl_seeks(tmp_path):
     assert {Path(f).name for f in rep["files"]} == {"fdiv.csv", "fdiv.md", "fdiv.png"}
     md = Path(tmp_path / "fdiv.md").read_text()
     assert md.count("\n|") >= 4 and "2.062" in md  # KL's exact sigma
+
+
+# the divergences whose saddle fit meets the tolerance from the preset's start (measured; gan trains exactly as js,
+# their critics differ by a constant); tv and neyman do not (README, theory lab 3)
+SADDLE_FITS = ("kl", "rkl", "pearson", "hellinger", "js")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SADDLE_FITS)
+def test_fdiv_saddle_fit_reaches_the_exact_minimiser(tmp_path, name):
+    """experiment=fdiv (saddle generator), seed 0, the preset's steps: the learned (mu, sigma) is within 0.15 in mu
+    (|mu| for a mirror pair) and 5 % in sigma of the exact minimiser of D_f(P || Q), computed by quadrature and
+    Nelder-Mead (checked above against scipy quad and a brute-force grid)."""
+    j = _run(tmp_path, name, "experiment=fdiv", f"model.divergence={name}", "metrics=none", "log_every=500")
+    ex = fdiv.exact_minimiser(name, C, S)
+    mu, sg = j.results["final"]["gen/mu"], j.results["final"]["gen/sigma"]
+    assert fdiv.within_tolerance(mu, sg, ex), (name, (mu, sg), (ex["mu"], ex["sigma"]))
+    assert fdiv.nearest_minimum(mu, sg, ex)[0] == "global"
+
+
+def test_fdiv_summary_over_seeds():
+    """mean ± sd over seeds, |mu| for a mirror pair, and the tolerance count."""
+    def row(div, seed, mu, sg, obj="saddle"):
+        ex = fdiv.exact_minimiser(div, C, S)
+        return {"divergence": div, "seed": seed, "status": "completed", "g_objective": obj, "steps": 100,
+                "learned_mu": mu, "learned_sigma": sg, "exact_mu": ex["mu"], "exact_sigma": ex["sigma"],
+                "exact_symmetric": ex["symmetric"], "seconds": 2.0 + seed}
+
+    rows = [row("rkl", 0, 2.05, 0.5), row("rkl", 1, -1.95, 0.52), row("rkl", 2, 0.0, 1.7),
+            row("kl", 0, 0.1, 2.0, "practical"), row("kl", 1, -0.1, 1.8, "practical")]
+    out = {(r["objective"], r["divergence"]): r for r in fdiv.summary(rows)}
+    r = out[("saddle", "rkl")]
+    assert r["learned |mu|"] == f"{np.mean([2.05, 1.95, 0.0]):.3f} ± {np.std([2.05, 1.95, 0.0], ddof=1):.3f}"
+    assert r["within tol"] == "2/3" and r["seeds"] == "0,1,2" and r["s per fit"] == "3" and r["exact (mu, sigma)"].startswith("(±2.000")
+    k = out[("practical", "kl")]
+    assert k["learned mu"] == "0.000 ± 0.141" and k["within tol"] == "1/2"  # sigma 1.8 is 13 % below 2.062
+    assert list(out)[0][0] == "saddle"
+    md = fdiv.summary_markdown(fdiv.summary(rows))
+    assert md.count("\n") == 3 and "2/3" in md
 
 
 def test_fdiv_report_rejects_other_experiments(tmp_path):

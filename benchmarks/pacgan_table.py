@@ -12,7 +12,8 @@ thread each):
 2. how the numbers move with training length: GAN and PacGAN2 on grid25 at ``--subset-steps``
    (``--subset-seeds`` seeds; skipped with ``--subset-steps ''``), beside their rows of 1;
 
-then reads every job with gan_cli.results and writes ``pacgan_table.md`` (1, beside the paper's values) and
+then reads every job with gan_cli.results (all ``table*`` sweeps in ``--out``: rows rerun or added by hand as
+``gan-train -m experiment=pacgan_table experiment@_global_=<rows> hydra.sweep.dir=<out>/table_b`` count too) and writes ``pacgan_table.md`` (1, beside the paper's values) and
 ``pacgan_steps.md`` (2) into ``--out`` and prints them.  ``--summarize`` only re-reads ``--out``.
 """
 from __future__ import annotations
@@ -72,13 +73,14 @@ def main(argv=None) -> None:
             walls["subset"] = sweep(parts["subset"], a.n_jobs, f"experiment@_global_=pacgan_table_gan,pacgan_table_pac2",
                                     "data=grid25", f"seed={','.join(str(s) for s in range(a.subset_seeds))}",
                                     f"steps={a.subset_steps}")
-    md = table([parts["table"]])
+    tables = sorted(out.glob("table*"))  # table/ and any extra sweeps of rows added by hand (table_b/ ...)
+    md = table(tables)
     note = (f"\nPaper: {PAPER_STEPS:,} generator steps, 10 trials.  Sweep wall time (2 jobs in parallel): "
             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in walls.items()) + "\n" if walls else "")
     (out / "pacgan_table.md").write_text(md + "\n" + note)
     print(md + "\n" + note)
     if parts["subset"].is_dir():
-        sub = table([parts["subset"], parts["table"]]).splitlines()
+        sub = table([parts["subset"], *tables]).splitlines()
         sub = "\n".join(sub[:2] + [r for r in sub[2:] if "grid25" in r and ("| GAN |" in r or "| PacGAN2 |" in r)])
         (out / "pacgan_steps.md").write_text(sub + "\n")
         print(sub)

@@ -108,10 +108,10 @@ def summarize(jobs) -> tuple[list[dict], list[dict]]:
                         "rkl_mean": rkl[0], "rkl_se": rkl[1], "cpu_s_mean": cpu[0], "cpu_s_se": cpu[1],
                         "train_s_mean": wall[0], "train_s_se": wall[1], "all_modes_runs": all_modes,
                         "all_modes_hq90_runs": hq90, "paper_modes": paper[0], "paper_hq": paper[1], "paper_rkl": paper[2]})
-        display.append({"data": data, "method": row, "seeds": f"{len(done)}/{len(g)}",
+        display.append({"data": f"{data} ({n_modes} modes)", "method": row, "seeds": f"{len(done)}/{len(g)}",
                         "steps": ", ".join(f"{x:,}" for x in steps) or "—",
-                        f"modes (of {n_modes})": _pm(*modes, 1), "HQ %": _pm(*hq, 1), "reverse KL": _pm(*rkl, 2),
-                        f"all {n_modes} & HQ>=90%": f"{hq90}/{len(done)}",
+                        "modes": _pm(*modes, 1), "HQ %": _pm(*hq, 1), "reverse KL": _pm(*rkl, 2),
+                        "runs with all modes & HQ >= 90%": f"{hq90}/{len(done)}",
                         "CPU s/run": _pm(*cpu, 0), "wall s/run": _pm(*wall, 0),
                         "paper modes": paper[0], "paper HQ %": paper[1], "paper rKL": paper[2]})
     return numeric, display

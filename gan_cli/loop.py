@@ -444,7 +444,9 @@ class Trainer:
         last_host: dict = {k: v for k, v in (runlog.read(self.run_dir / runlog.SCALARS) or [{}])[-1].items()
                            if k not in ("step", "time")} if self.step >= cfg.steps and main else {}
         metrics: dict = {}
-        t0, s0 = time.perf_counter(), self.step
+        # wall and process CPU time of the training steps (CPU: all threads of this process; on a shared
+        # machine the wall time depends on the load, the CPU time much less)
+        t0, c0, s0 = time.perf_counter(), time.process_time(), self.step
         try:
             with graceful_signals(sig):
                 try:
@@ -470,7 +472,7 @@ class Trainer:
                             self._checked_save()
                         if self.ctx.share_signal(sig, log_now or ckpt_now):  # several processes: any rank's signal
                             raise _Stop()
-                    elapsed = time.perf_counter() - t0
+                    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                     final_path = self._saved_now()  # the weights first: nothing after this can lose them
                     with interruptible(sig):
                         metrics = self.evaluate(writer)
@@ -485,6 +487,8 @@ class Trainer:
                 "run_dir": str(self.run_dir),
                 "checkpoint": str(final_path),
                 "steps_per_s": (self.step - s0) / max(elapsed, 1e-9),
+                "train_s": elapsed,  # this process's training (since its start or resume), final evaluation excluded
+                "cpu_s": cpu,
                 "final": {**last_host, **metrics},
                 "metrics": metrics,
                 "suite": self.evaluator.suite,

@@ -49,8 +49,9 @@ class Job:
             return {}
         out = {k: v for k, v in (self.results.get("metrics") or {}).items() if _is_number(v)}
         out.update({k: v for k, v in (self.results.get("final") or {}).items() if _is_number(v)})
-        if _is_number(self.results.get("steps_per_s")):
-            out["steps_per_s"] = self.results["steps_per_s"]
+        for key in ("steps_per_s", "train_s", "cpu_s"):  # speed of the run's (last) training process
+            if _is_number(self.results.get(key)):
+                out[key] = self.results[key]
         return out
 
     @property

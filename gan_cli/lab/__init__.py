@@ -35,6 +35,8 @@ REPORTS: dict[str, str | Callable] = {
     "disjoint_estimates": "gan_cli.lab.disjoint:report_estimates",
     "disjoint_theta": "gan_cli.lab.disjoint:report_theta",
     "fdiv": "gan_cli.lab.fdiv:report",
+    "pacgan_table": "gan_cli.lab.pacgan_table:report",
+    "grid25_best": "gan_cli.lab.pacgan_table:report",
 }
 
 

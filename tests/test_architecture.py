@@ -302,3 +302,15 @@ def test_run_records_and_checkpoint_without_logs(tmp_path):
     scal2 = [json.loads(ln) for ln in (tmp_path / "scalars.jsonl").read_text().splitlines()]
     assert [r["step"] for r in met2] == [2, 4, 6] and [r["step"] for r in scal2] == [2, 4, 6]
     assert met2[:2] == met[:2] and met2[2]["w1_64"] == met[2]["w1_64"]  # bit-identical on the CPU
+
+
+def test_every_conf_folder_ships_in_the_wheel():
+    """A YAML folder under conf/ that pyproject's package-data does not list works in an editable install and is
+    missing from a wheel (conf/experiment/pacgan/ was, once)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gan_cli.conf"]
+    folders = {p.parent.relative_to(root / "conf").as_posix() for p in (root / "conf").rglob("*.yaml")}
+    missing = sorted(f for f in folders if ("*.yaml" if f == "." else f"{f}/*.yaml") not in globs)
+    assert not missing, f"add these conf folders to [tool.setuptools.package-data] in pyproject.toml: {missing}"

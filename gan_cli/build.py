@@ -214,7 +214,7 @@ def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
         "g_objective": str(m.get("g_objective", "-")),
-        "r1_gamma": float(m.get("r1_gamma") or 0.0),
+        "r1_gamma": "default" if m.get("r1_gamma") is None and "r1_gamma" in m else float(m.get("r1_gamma") or 0.0),
         "ema_beta": float((c.get("ema") or {}).get("beta") or 0.0),
         "latent_dim": latent_dim(cfg),
         "preprocess": str(preprocess or "-"),

@@ -275,7 +275,7 @@ _RANGES = [
     ("ema.beta", lambda v: 0 <= v < 1, "must be in [0, 1) (0: no EMA of the generator)"),
     ("model.n_critic", lambda v: v >= 1, "must be >= 1"),
     ("model.gp_weight", lambda v: v >= 0, "must be >= 0"),
-    ("model.r1_gamma", lambda v: v >= 0, "must be >= 0 (0 disables R1)"),
+    ("model.r1_gamma", lambda v: v is None or v >= 0, "must be >= 0 (0 disables R1)"),
     ("model.r1_every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
     ("model.instance_noise", lambda v: v >= 0, "must be >= 0 (0: no instance noise)"),
     ("model.instance_noise_steps", lambda v: v >= 0, "must be >= 0 (0: constant noise)"),

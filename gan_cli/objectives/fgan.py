@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,8 @@ class FDivergence:
     activation: Fn  # g_f: R -> dom f*
     conjugate: Fn  # f*(t)
     conj_activation: Fn  # f*(g_f(v)), simplified
+    #: the R1 weight ``model.r1_gamma`` defaults to for this row (``FGANConfig.r1_gamma: null``)
+    r1_gamma: float = 0.0
 
     @property
     def threshold(self) -> float:
@@ -129,6 +131,11 @@ DIVERGENCES: dict[str, FDivergence] = {
             activation=lambda v: torch.tanh(v) / 2,
             conjugate=lambda t: t,
             conj_activation=lambda v: torch.tanh(v) / 2,
+            # The optimal critic is a step, T* = sign(p - q) / 2, so tanh saturates and the critic stops tracking
+            # fakes that land far from the data: without a penalty, experiment=fdiv's sigma grew without bound
+            # (32.6 after 2,000 steps, every seed).  A small R1 on the real data keeps V's slope finite (README,
+            # theory lab 3; gamma 0.001 was too little, 1 pulled the fit into the covering stationary point mu = 0).
+            r1_gamma=0.01,
         ),
         FDivergence(
             "neyman",  # Neyman chi^2
@@ -153,12 +160,14 @@ class FGAN(Objective):
 
     G_OBJECTIVES = ("practical", "saddle")
 
-    def __init__(self, divergence: str = "kl", g_objective: str = "practical", **schedule):
-        super().__init__(**schedule)
+    def __init__(self, divergence: str = "kl", g_objective: str = "practical", r1_gamma: float | None = None,
+                 **schedule):
         if divergence not in DIVERGENCES:
             raise UserError(
                 f"model.divergence={divergence} is unknown: use one of {', '.join(DIVERGENCES)}."
             )
+        # null: the row's own default (tv 0.01, every other row 0); a number, 0 included, is taken as given
+        super().__init__(r1_gamma=DIVERGENCES[divergence].r1_gamma if r1_gamma is None else r1_gamma, **schedule)
         if g_objective not in self.G_OBJECTIVES:
             raise UserError(f"model.g_objective={g_objective} is unknown: use saddle (G minimises the bound F, "
                             f"Nowozin et al. eq. 6) or practical (G maximises E_Q[T], Sec. 3.2).")
@@ -191,3 +200,5 @@ class FGAN(Objective):
 class FGANConfig(ObjectiveConfig):
     divergence: str = "kl"  # a row of DIVERGENCES
     g_objective: str = "practical"  # saddle: G minimises F (eq. 6) | practical: G maximises E_Q[T] (Sec. 3.2)
+    # null: the divergence's default R1 weight (tv 0.01, whose step-shaped optimal critic saturates; others 0)
+    r1_gamma: Optional[float] = None

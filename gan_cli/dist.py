@@ -345,8 +345,9 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
     """Metrics from samples generated on every rank: chunk j of one process's evaluation (the same
     latents from the ``eval`` stream) is generated on rank j % N; rank 0 scores the gathered samples
     and returns the values ({} on the other ranks)."""
-    from gan_cli import seeds
-    from gan_cli.truncation import truncated_noise
+    import numpy as np
+
+    from gan_cli.metrics.evaluator import eval_latents
 
     ctx.broadcast_buffers(G)  # per-rank BN: every rank samples from rank 0's running statistics
     if evaluator.features is not None:  # rank 0 builds (and caches) the extractor first
@@ -356,14 +357,14 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
         evaluator.extractor()
     n = int(evaluator.n)
     chunk = int(evaluator.chunk)
-    gen = seeds.generator(seed, "eval", device)
+    draw = eval_latents(latent_dim, device, seed)
     mine = []
     was = G.training
     G.eval()
     with torch.no_grad():
         for j, lo in enumerate(range(0, n, chunk)):
             k = min(chunk, n - lo)
-            z = truncated_noise(k, latent_dim, "none", 1.0, gen, device)  # every rank draws every chunk's latents
+            z = draw(k)  # every rank draws every chunk's latents
             if j % ctx.world == ctx.rank:
                 x = G(z)
                 mine.append((j, evaluator.fake(lambda m, x=x: x[:m], k)))
@@ -373,12 +374,8 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
         return {}
     pieces = [p for _, p in sorted((jp for rank_parts in parts for jp in rank_parts), key=lambda jp: jp[0])]
     if isinstance(pieces[0], dict):
-        import numpy as np
-
         fake = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
     else:
-        import numpy as np
-
         fake = np.concatenate(pieces)
     return evaluator.score(evaluator.real(), fake, n)
 

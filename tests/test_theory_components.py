@@ -108,6 +108,23 @@ def test_r1_term_is_half_gamma_times_mean_squared_input_gradient():
         np.testing.assert_allclose((whole - base).item(), _r1_by_hand(D, real, 3.0), rtol=1e-12, err_msg=model)
 
 
+def test_fgan_tv_defaults_to_r1_0_01_and_an_explicit_value_wins():
+    """model.r1_gamma=null (FGANConfig's default) is the divergence's own R1 weight: 0.01 for tv, whose step-shaped
+    optimal critic saturates tanh (without it experiment=fdiv's sigma grew without bound), 0 for every other row;
+    any number given, 0 included, is taken as is."""
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    D = _Quadratic()
+    tv, tv_off = _built("model=fgan", "model.divergence=tv"), _built("model=fgan", "model.divergence=tv", "model.r1_gamma=0")
+    assert (tv.r1_gamma, tv_off.r1_gamma) == (0.01, 0.0)
+    np.testing.assert_allclose((tv.discriminator_loss(D, real, fake) - tv_off.discriminator_loss(D, real, fake)).item(),
+                               _r1_by_hand(D, real, 0.01), rtol=1e-12)
+    for name in ("kl", "rkl", "pearson", "hellinger", "js", "gan", "neyman"):
+        assert _built("model=fgan", f"model.divergence={name}").r1_gamma == 0.0, name
+    assert _built("model=fgan", "model.divergence=kl", "model.r1_gamma=0.5").r1_gamma == 0.5
+    assert compose_train("model=nsgan").model.r1_gamma == 0.0  # other objectives keep the plain float default
+
+
 def test_r1_backpropagates_into_d_and_not_into_the_data():
     real = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
     D = _Quadratic()

@@ -217,18 +217,25 @@ class Evaluator:
         return out
 
 
-def generator_sampler(G, latent_dim: int, device, seed: int, kind: str = "none", psi: float = 1.0):
-    """``sample_fn(k)`` drawing G(z) in eval mode with latents from ``seed``'s eval stream (optionally
-    truncated, :mod:`gan_cli.truncation`)."""
+def eval_latents(latent_dim: int, device, seed: int, kind: str = "none", psi: float = 1.0):
+    """``draw(k)``: the next ``k`` latents of ``seed``'s eval stream (optionally truncated,
+    :mod:`gan_cli.truncation`).  The one source of evaluation latents: one process
+    (:func:`generator_sampler`) and N ranks (:func:`gan_cli.dist.evaluate`) score the same samples."""
     from gan_cli.truncation import truncated_noise
 
     gen = seeds.generator(seed, "eval", device)
+    return lambda k: truncated_noise(k, latent_dim, kind, psi, gen, device)
+
+
+def generator_sampler(G, latent_dim: int, device, seed: int, kind: str = "none", psi: float = 1.0):
+    """``sample_fn(k)`` drawing G(z) in eval mode with latents from :func:`eval_latents`."""
+    draw = eval_latents(latent_dim, device, seed, kind, psi)
 
     def sample(k: int) -> torch.Tensor:
         was = G.training
         G.eval()
         with torch.no_grad():
-            x = G(truncated_noise(k, latent_dim, kind, psi, gen, device))
+            x = G(draw(k))
         G.train(was)
         return x
 

@@ -51,6 +51,9 @@ class OptimConfig:
     lr: float = 2e-4
     beta1: float = 0.5  # Adam-family only
     beta2: float = 0.999
+    # the fraction of lr left at the last step: lr * decay^(step / (steps - 1)), an exponential decay
+    # (1: a constant lr; 0.01: down to lr / 100)
+    decay: float = 1.0
 
 
 @dataclass
@@ -285,6 +288,8 @@ _RANGES = [
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),
     ("model.opt_d.lr", lambda v: v > 0, "must be > 0"),
+    ("model.opt_g.decay", lambda v: 0 < v <= 1, "must be in (0, 1] (1: a constant lr)"),
+    ("model.opt_d.decay", lambda v: 0 < v <= 1, "must be in (0, 1] (1: a constant lr)"),
     ("model.opt_g.beta1", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("model.opt_d.beta1", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("model.opt_g.beta2", lambda v: 0 <= v < 1, "must be in [0, 1)"),

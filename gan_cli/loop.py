@@ -265,8 +265,19 @@ class Trainer:
             self.skips += 1
         return not ok
 
+    def schedule_lr(self) -> None:
+        """``model.opt_*.decay``: the lr of the step about to be taken, lr * decay^(step / (steps - 1)), from the
+        step count alone (a resumed run continues the same schedule)."""
+        for opt, ocfg in ((self.opt_g, self.cfg.model.opt_g), (self.opt_d, self.cfg.model.opt_d)):
+            decay = float(ocfg.get("decay", 1.0))
+            if decay != 1.0:
+                lr = float(ocfg.lr) * decay ** (self.step / max(int(self.cfg.steps) - 1, 1))
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
     def train_step(self, want_norms: bool) -> dict:
         """The objective's critic steps, then one generator step. Returns device scalars (grad norms)."""
+        self.schedule_lr()
         obj, bs = self.objective, self.ctx.local_batch(self.cfg.data.batch_size)  # data.batch_size is the global batch
         G, D, fast = self.speed.G, self.speed.D, self.speed  # G, D: compiled when speed.compile (same weights)
         out = {}

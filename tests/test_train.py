@@ -189,7 +189,8 @@ def _weights(run_dir):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    common = ["model=wgan_gp", "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10"]
+    common = ["model=wgan_gp", "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10",
+              "model.opt_d.decay=0.1"]  # the lr schedule resumes from the step count
     full = tmp_path / "full"
     train(compose_train(*common, "ckpt_every=0", tmp_path=full))
     part = tmp_path / "part"
@@ -219,6 +220,23 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     sa, sb = scalar_tags(full), scalar_tags(part)
     assert [(e.step, e.value) for e in sa.Scalars("loss/d")] == [(e.step, e.value) for e in sb.Scalars("loss/d")]
     assert [(e.step, e.value) for e in sa.Scalars("estimate/w")] == [(e.step, e.value) for e in sb.Scalars("estimate/w")]
+
+
+def test_lr_decay_is_exponential_from_lr_to_lr_times_decay(tmp_path):
+    """model.opt_*.decay: step i (0-based) of n trains at lr * decay^(i / (n - 1)); each optimiser its own; the
+    logged lr/g and lr/d are the last step's.  Out-of-range values are one line."""
+    from gan_cli.config import UserError, validate
+
+    train(compose_train("model=nsgan", "data=ring8", "steps=5", "log_every=1", "image_every=0", "metrics=none",
+                        "model.opt_g.lr=1e-3", "model.opt_g.decay=0.01", "model.opt_d.lr=4e-4", tmp_path=tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["lr/g"] for r in rows] == pytest.approx([1e-3 * 0.01 ** (i / 4) for i in range(5)], rel=1e-12)
+    assert rows[-1]["lr/g"] == pytest.approx(1e-5, rel=1e-12)
+    assert {r["lr/d"] for r in rows} == {4e-4}  # opt_d keeps decay 1: a constant lr
+    for bad in ("0", "1.5", "-1"):
+        with pytest.raises(UserError, match=f"model.opt_g.decay={float(bad)} is out of range"):
+            validate(compose_train(f"model.opt_g.decay={bad}"))
 
 
 def _cli(args, cwd, env_extra=None, timeout=240):

@@ -456,7 +456,7 @@ def figure(numeric: list[dict], centers, std: float):
         ax.set_yticks([])
         pm = "±" if ex["symmetric"] else ""
         mu_txt = _fmt(abs(ex["mu"]) if pm else ex["mu"], 2)
-        ax.set_title(f"{div}: learned {', '.join(titles)}\nexact ({pm}{mu_txt}, {ex['sigma']:.2f})", fontsize=8)
+        ax.set_title(f"{div}: exact ({pm}{mu_txt}, {ex['sigma']:.2f})\nlearned " + ",\n".join(", ".join(titles[i:i + 2]) for i in range(0, len(titles), 2)), fontsize=7)
         if k == 0:
             ax.legend(fontsize=6, loc="upper left")
     for k in range(len(divs), nrow * ncol):

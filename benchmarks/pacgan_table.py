@@ -1,7 +1,7 @@
 """PacGAN's Table 1 side by side, on this machine's CPU, in one command:
 
     .venv/bin/python benchmarks/pacgan_table.py [--seeds 5] [--n-jobs 2] [--steps N]
-                                                [--subset-steps 400] [--out multirun/pacgan_table]
+                                                [--subset-steps 100] [--out multirun/pacgan_table]
 
 Runs two gan-train sweeps (Hydra multirun, ``hydra/launcher=local``: joblib with ``--n-jobs`` jobs, one torch
 thread each):
@@ -10,7 +10,7 @@ thread each):
    recipe (grid25_best's settings) on ring8 and grid25, seeds 0..``--seeds``-1, each row at its preset's
    steps (``--steps N``: every row at N);
 2. how the numbers move with training length: GAN and PacGAN2 on grid25 at ``--subset-steps``
-   (``--subset-seeds`` seeds; skipped with ``--subset-steps ''``), beside their rows of 1;
+   (``--subset-seeds`` seeds, default 5; skipped with ``--subset-steps ''``), beside their rows of 1;
 
 then reads every job with gan_cli.results (all ``table*`` sweeps in ``--out``: rows rerun or added by hand as
 ``gan-train -m experiment=pacgan_table experiment@_global_=<rows> hydra.sweep.dir=<out>/table_b`` count too) and writes ``pacgan_table.md`` (1, beside the paper's values) and
@@ -58,8 +58,8 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=None, help="every row's generator steps (default: the presets')")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n-jobs", type=int, default=2)
-    ap.add_argument("--subset-steps", default="400", help="comma list; '' skips part 3")
-    ap.add_argument("--subset-seeds", type=int, default=3)
+    ap.add_argument("--subset-steps", default="100", help="comma list; '' skips part 2")
+    ap.add_argument("--subset-seeds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "multirun" / "pacgan_table")
     ap.add_argument("--summarize", action="store_true", help="only read --out and print the tables")
     a = ap.parse_args(argv)

@@ -24,9 +24,10 @@ def _run(tmp_path, name, *overrides):
 
 
 # the divergences whose saddle fit meets the tolerance from the preset's start on every seed measured (README,
-# theory lab 3; gan trains exactly as js, their critics differ by a constant); tv does not (its fit lands in the
-# right basin but wide)
-SADDLE_FITS = ("kl", "rkl", "pearson", "hellinger", "js", "neyman")
+# theory lab 3); tv does not (its fit lands in the right basin but wide).  Checked here: two covering rows (kl,
+# hellinger) and both mode seekers (rkl, neyman), about 100 CPU s each; pearson, js and gan (which trains exactly
+# as js) met it on 3/3 seeds in the README's sweep and are left out to keep CI under 30 minutes.
+SADDLE_FITS = ("kl", "rkl", "hellinger", "neyman")
 
 
 @pytest.mark.slow

@@ -137,6 +137,9 @@ class Trainer:
         self.objective = build_objective(cfg.model)
         self.opt_g = build_optimizer(self.G.parameters(), cfg.model.opt_g, self.speed.optimizer_options)
         self.opt_d = build_optimizer(self.D.parameters(), cfg.model.opt_d, self.speed.optimizer_options)
+        # model.opt_*.decay: (optimiser, base lr, decay) of the optimisers whose lr decays, read once
+        self.decaying = [(opt, float(o.lr), float(o.get("decay", 1.0))) for opt, o in
+                         ((self.opt_g, cfg.model.opt_g), (self.opt_d, cfg.model.opt_d)) if float(o.get("decay", 1.0)) != 1.0]
         # One stream per purpose (gan_cli.seeds): logging cadence never changes the trajectory.
         self.gen = seeds.generator(cfg.seed, "train", self.device, self.ctx.rank)
         self.est_gen = seeds.generator(cfg.seed, "estimate", self.device, self.ctx.rank)
@@ -268,12 +271,9 @@ class Trainer:
     def schedule_lr(self) -> None:
         """``model.opt_*.decay``: the lr of the step about to be taken, lr * decay^(step / (steps - 1)), from the
         step count alone (a resumed run continues the same schedule)."""
-        for opt, ocfg in ((self.opt_g, self.cfg.model.opt_g), (self.opt_d, self.cfg.model.opt_d)):
-            decay = float(ocfg.get("decay", 1.0))
-            if decay != 1.0:
-                lr = float(ocfg.lr) * decay ** (self.step / max(int(self.cfg.steps) - 1, 1))
-                for group in opt.param_groups:
-                    group["lr"] = lr
+        for opt, lr, decay in self.decaying:
+            for group in opt.param_groups:
+                group["lr"] = lr * decay ** (self.step / max(int(self.cfg.steps) - 1, 1))
 
     def train_step(self, want_norms: bool) -> dict:
         """The objective's critic steps, then one generator step. Returns device scalars (grad norms)."""

@@ -140,6 +140,9 @@ class Trainer:
         # model.opt_*.decay: (optimiser, base lr, decay) of the optimisers whose lr decays, read once
         self.decaying = [(opt, float(o.lr), float(o.get("decay", 1.0))) for opt, o in
                          ((self.opt_g, cfg.model.opt_g), (self.opt_d, cfg.model.opt_d)) if float(o.get("decay", 1.0)) != 1.0]
+        # Modules of G and D with a schedule of their own (net.fourier's coarse-to-fine features): told the
+        # fraction of the run done before each step, from the step count alone (a resumed run continues it).
+        self.scheduled = [m for net in (self.G, self.D) for m in net.modules() if callable(getattr(m, "set_progress", None))]
         # One stream per purpose (gan_cli.seeds): logging cadence never changes the trajectory.
         self.gen = seeds.generator(cfg.seed, "train", self.device, self.ctx.rank)
         self.est_gen = seeds.generator(cfg.seed, "estimate", self.device, self.ctx.rank)
@@ -268,16 +271,20 @@ class Trainer:
             self.skips += 1
         return not ok
 
-    def schedule_lr(self) -> None:
-        """``model.opt_*.decay``: the lr of the step about to be taken, lr * decay^(step / (steps - 1)), from the
-        step count alone (a resumed run continues the same schedule)."""
+    def schedule(self) -> None:
+        """What depends on the step about to be taken, from the step count alone (a resumed run continues the same
+        schedule), with ``fraction = step / (steps - 1)``: ``model.opt_*.decay``'s lr, ``lr * decay^fraction``,
+        and the modules with a ``set_progress(fraction)`` method."""
+        fraction = self.step / max(int(self.cfg.steps) - 1, 1)
         for opt, lr, decay in self.decaying:
             for group in opt.param_groups:
-                group["lr"] = lr * decay ** (self.step / max(int(self.cfg.steps) - 1, 1))
+                group["lr"] = lr * decay ** fraction
+        for m in self.scheduled:
+            m.set_progress(fraction)
 
     def train_step(self, want_norms: bool) -> dict:
         """The objective's critic steps, then one generator step. Returns device scalars (grad norms)."""
-        self.schedule_lr()
+        self.schedule()
         obj, bs = self.objective, self.ctx.local_batch(self.cfg.data.batch_size)  # data.batch_size is the global batch
         G, D, fast = self.speed.G, self.speed.D, self.speed  # G, D: compiled when speed.compile (same weights)
         out = {}

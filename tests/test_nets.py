@@ -177,3 +177,56 @@ def test_deterministic_given_seed():
     z = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
     G1.eval(), G2.eval()
     assert torch.equal(G1(z), G2(z))
+
+
+# ----------------------------------------------------------------------------- net.codes / net.fourier (mlp)
+
+
+def test_mlp_codes_read_one_of_k_embeddings_from_z0_equally_often():
+    """net.codes=K: code floor(Phi(z_0) K); every code equally likely under z ~ N(0, I); G's output depends on
+    z_0 only through the code; the other coordinates stay continuous inputs."""
+    from gan_cli.nets.mlp import CodedLatent
+
+    torch.manual_seed(0)
+    G, _ = build_nets(net("mlp", hidden=16, codes=10, code_dim=4), RING, 3, "none")
+    lat = next(m for m in G.modules() if isinstance(m, CodedLatent))
+    assert lat.embed.num_embeddings == 10 and lat.embed.embedding_dim == 4
+    assert G.net[0].in_features == 4 + 2  # code embedding + the 2 continuous coordinates
+    z0 = torch.tensor([-10.0, stats.norm.ppf(0.0999), stats.norm.ppf(0.1001), 0.0, stats.norm.ppf(0.95), 10.0])
+    assert lat.code(torch.stack([z0, z0], 1)).tolist() == [0, 0, 1, 5, 9, 9]
+    counts = torch.bincount(lat.code(torch.randn(200_000, 3)), minlength=10).numpy()
+    assert stats.chisquare(counts).pvalue > 1e-3  # uniform over the 10 codes
+    z = torch.randn(4, 3)
+    same = z.clone()
+    same[:, 0] = torch.tensor(stats.norm.ppf((lat.code(z).numpy() + 0.5) / 10), dtype=torch.float32)  # same code
+    torch.testing.assert_close(G(same), G(z))
+    other = z.clone()
+    other[:, 1] += 0.5  # a continuous coordinate moves the output
+    assert not torch.allclose(G(other), G(z))
+    G1, _ = build_nets(net("mlp", hidden=16, codes=5), RING, 1, "none")  # codes only: one point per code
+    assert G1(torch.randn(50, 1)).unique(dim=0).shape[0] <= 5
+
+
+def test_mlp_fourier_features_fade_in_between_from_and_to():
+    """net.fourier=F: D reads [x, sin(a xB), cos(a xB)] with B ~ N(0, scale^2) (a buffer in the state dict),
+    a = 0 before fourier_from, linear to 1 at fourier_to; at a = 0 the features are constant (0 and 1)."""
+    from gan_cli.nets.mlp import FourierFeatures
+
+    torch.manual_seed(0)
+    _, D = build_nets(net("mlp", hidden=16, fourier=2000, fourier_scale=3.0, fourier_from=0.2, fourier_to=0.6),
+                      RING, 2, "none")
+    ff = next(m for m in D.modules() if isinstance(m, FourierFeatures))
+    assert ff.B.shape == (2, 2000) and D.net[0].in_features == 2 + 2 * 2000
+    assert ff.B.std().item() == pytest.approx(3.0, rel=0.05) and abs(ff.B.mean().item()) < 0.2
+    assert "features.B" in D.state_dict() and "features.alpha" not in D.state_dict()
+    assert [ff.alpha_at(u) for u in (0.0, 0.2, 0.4, 0.6, 1.0)] == pytest.approx([0, 0, 0.5, 1, 1])
+    x = torch.randn(5, 2)
+    ff.set_progress(0.1)
+    out = ff(x)
+    torch.testing.assert_close(out, torch.cat([x, torch.zeros(5, 2000), torch.ones(5, 2000)], 1))
+    ff.set_progress(0.4)
+    h = x @ ff.B * 0.5
+    torch.testing.assert_close(ff(x), torch.cat([x, h.sin(), h.cos()], 1))
+    assert FourierFeatures(2, 3, 1.0, 0.5, 0.5).alpha_at(0.49) == 0 and FourierFeatures(2, 3, 1.0, 0.5, 0.5).alpha_at(0.5) == 1
+    with pytest.raises(UserError, match=r"net.fourier_from=0.7 and net.fourier_to=0.3 .* use 0 <= fourier_from <= fourier_to <= 1"):
+        build_nets(net("mlp", fourier=4, fourier_from=0.7, fourier_to=0.3), RING, 2, "none")

@@ -255,6 +255,7 @@ def _cli(args, cwd, env_extra=None, timeout=240):
         (["model.n_critic=0"], "model.n_critic=0 is out of range"),
         (["model=wgan", "model.clip=0"], "model.clip=0.0 is out of range"),
         (["data.batch_size=0"], "data.batch_size=0 is out of range"),
+        (["net=mlp", "net.codes=-1"], "net.codes=-1 is out of range"),
         (["device=tpu"], "device=tpu"),
         (["resume=/no/such/run"], "no such folder"),
     ],
@@ -289,3 +290,25 @@ def test_parallel_local_sweep_with_joblib_launcher(tmp_path):
     assert r.returncode == 0, r.stderr
     done = sorted(json.loads(p.read_text())["state"] for p in tmp_path.glob("multirun/*/*/*/status.json"))
     assert done == ["completed", "completed"]
+
+
+def test_trainer_tells_scheduled_modules_the_fraction_of_training_done(tmp_path):
+    """net.fourier's fade-in follows the step count: before step i (0-based) of n, a = ramp(i / (n - 1)); with
+    packing the features see the packed input.  The fraction comes from the step count alone, so a resumed run
+    (which restores the step) gets the same."""
+    from gan_cli.loop import Trainer
+    from gan_cli.nets.mlp import FourierFeatures
+
+    cfg = compose_train("net=mlp", "net.hidden=16", "net.fourier=8", "net.fourier_from=0.25", "net.fourier_to=0.75",
+                        "net.codes=7", "net.latent_dim=3", "model.pack=2", "steps=9", "estimate_batch=64",
+                        tmp_path=tmp_path)
+    tr = Trainer(cfg, tmp_path)
+    ff = next(m for m in tr.D.modules() if isinstance(m, FourierFeatures))
+    assert ff.B.shape == (4, 8)  # 2 packed 2-D samples
+    seen = []
+    for i in range(9):
+        tr.step = i
+        tr.train_step(want_norms=False)
+        seen.append(float(ff.alpha))
+    assert seen == pytest.approx([min(1, max(0, (i / 8 - 0.25) / 0.5)) for i in range(9)])
+    assert torch.isfinite(tr.estimate())

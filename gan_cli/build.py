@@ -214,11 +214,22 @@ def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
         "g_objective": str(m.get("g_objective", "-")),
-        "r1_gamma": "default" if m.get("r1_gamma") is None and "r1_gamma" in m else float(m.get("r1_gamma") or 0.0),
+        "r1_gamma": _r1_gamma(cfg, m),
         "ema_beta": float((c.get("ema") or {}).get("beta") or 0.0),
         "latent_dim": latent_dim(cfg),
         "preprocess": str(preprocess or "-"),
     }
+
+
+def _r1_gamma(cfg, model: dict) -> float:
+    """The R1 weight the run trains with: ``model.r1_gamma``, or, where it is null (f-GAN: the divergence's own
+    weight), the value the built objective resolved it to."""
+    if model.get("r1_gamma") is not None:
+        return float(model["r1_gamma"])
+    try:
+        return float(build_objective(cfg.model).r1_gamma)
+    except UserError:  # a saved config this version cannot build: the hparams table still gets a row
+        return float("nan")
 
 
 def load_config(plain: dict) -> DictConfig:

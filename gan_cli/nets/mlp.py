@@ -13,7 +13,7 @@ Two options for toy data with many small, well-separated modes (``experiment=gri
   with ``B`` a fixed ``(in, F)`` matrix of ``N(0, net.fourier_scale^2)`` entries.  An MLP of raw coordinates
   learns fine detail slowly (spectral bias), so it cannot resolve modes of std 0.05 on a range of 8; these
   features can.  Used from the start they pull G's samples into the nearest fine detail before G has
-  spread out (measured: 10-12 of 25 grid modes).  So they fade in coarse-to-fine (BARF, Lin et al. 2021): the
+  spread out (measured on grid25: 10-12 of 25 modes without codes, 24 with).  So they fade in coarse-to-fine (BARF, Lin et al. 2021): the
   frequency scale ``a`` ramps linearly from 0 to 1 between the fractions ``net.fourier_from`` and
   ``net.fourier_to`` of training; before that D sees only ``x`` (sin 0 = 0, cos 0 = 1).  The loop tells
   every module with a ``set_progress(fraction)`` method the fraction of the run done before each step.

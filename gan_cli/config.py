@@ -302,6 +302,8 @@ _RANGES = [
     ("net.code_dim", lambda v: v >= 1, "must be >= 1"),
     ("net.fourier", lambda v: v >= 0, "must be >= 0 (0: no Fourier features)"),
     ("net.fourier_scale", lambda v: v > 0, "must be > 0"),
+    ("net.fourier_from", lambda v: 0 <= v <= 1, "must be in [0, 1] (a fraction of the run)"),
+    ("net.fourier_to", lambda v: 0 <= v <= 1, "must be in [0, 1] (a fraction of the run)"),
     ("net.sigma0", lambda v: v > 0, "must be > 0"),
     ("data.batch_size", lambda v: v >= 1, "must be >= 1"),
     ("data.std", lambda v: v > 0, "must be > 0"),

@@ -256,6 +256,7 @@ def _cli(args, cwd, env_extra=None, timeout=240):
         (["model=wgan", "model.clip=0"], "model.clip=0.0 is out of range"),
         (["data.batch_size=0"], "data.batch_size=0 is out of range"),
         (["net=mlp", "net.codes=-1"], "net.codes=-1 is out of range"),
+        (["net=mlp", "net.fourier_to=1.5"], "net.fourier_to=1.5 is out of range"),
         (["device=tpu"], "device=tpu"),
         (["resume=/no/such/run"], "no such folder"),
     ],

@@ -105,9 +105,9 @@ def build_objective(model_cfg: Any):
     plain = _plain(model_cfg)
     if int(plain.get("unroll_steps") or 0) and not float(plain.get("unroll_lr") or 0.0) and hasattr(obj, "unroll_lr"):
         obj.unroll_lr = float(plain["opt_d"]["lr"])  # the unrolled D steps use D's learning rate
-    for key in ("r1_gamma", "instance_noise", "unroll_steps"):  # base-schema options the base Objective implements
-        value = float(plain.get(key) or 0.0)
-        if value and float(getattr(obj, key, 0.0)) != value:  # a base key its constructor did not take
+    for key in ("r1_gamma", "instance_noise", "unroll_steps", "r1_points"):  # base-schema options the base Objective implements
+        value = plain.get(key) if key == "r1_points" else float(plain.get(key) or 0.0)
+        if value not in (0.0, None, "real") and getattr(obj, key, None) != value:  # a base key its constructor did not take
             raise UserError(f"model.{key}={value}: {type(obj).__name__} does not pass {key} on to "
                             f"gan_cli.objectives.base.Objective (its __init__ must take **kwargs and call super().__init__).")
     return obj
@@ -214,22 +214,24 @@ def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
         "g_objective": str(m.get("g_objective", "-")),
-        "r1_gamma": _r1_gamma(cfg, m),
+        "r1_gamma": _resolved(cfg, m, "r1_gamma"),
+        "r1_points": _resolved(cfg, m, "r1_points"),
         "ema_beta": float((c.get("ema") or {}).get("beta") or 0.0),
         "latent_dim": latent_dim(cfg),
         "preprocess": str(preprocess or "-"),
     }
 
 
-def _r1_gamma(cfg, model: dict) -> float:
-    """The R1 weight the run trains with: ``model.r1_gamma``, or, where it is null (f-GAN: the divergence's own
-    weight), the value the built objective resolved it to."""
-    if model.get("r1_gamma") is not None:
-        return float(model["r1_gamma"])
+def _resolved(cfg, model: dict, key: str):
+    """``model.<key>`` as the run trains with it (``r1_gamma``: a float, ``r1_points``: a string): the config's
+    value, or, where it is null (f-GAN: the divergence's own), the value the built objective resolved it to."""
+    cast = float if key == "r1_gamma" else str
+    if model.get(key) is not None:
+        return cast(model[key])
     try:
-        return float(build_objective(cfg.model).r1_gamma)
+        return cast(getattr(build_objective(cfg.model), key))
     except UserError:  # a saved config this version cannot build: the hparams table still gets a row
-        return float("nan")
+        return cast("nan") if cast is float else "-"
 
 
 def load_config(plain: dict) -> DictConfig:

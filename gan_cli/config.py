@@ -73,6 +73,9 @@ class ObjectiveConfig:
     # lazy every r1_every D steps, the term multiplied by r1_every (StyleGAN2)
     r1_gamma: float = 0.0
     r1_every: int = 1
+    # where the penalty is taken: real (R1 itself) | box (points uniform over the box spanned by the batch's real
+    # and fake samples: the same smoothing everywhere, not most where the data is densest)
+    r1_points: str = "real"
     # instance noise: N(0, std^2) on D's real and fake inputs, annealed linearly to 0 over *_steps D steps (0: constant)
     instance_noise: float = 0.0
     instance_noise_steps: int = 0

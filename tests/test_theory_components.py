@@ -6,6 +6,7 @@ the code under test for the expected side.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 import pytest
 import torch
 from conftest import compose_train
@@ -108,21 +109,53 @@ def test_r1_term_is_half_gamma_times_mean_squared_input_gradient():
         np.testing.assert_allclose((whole - base).item(), _r1_by_hand(D, real, 3.0), rtol=1e-12, err_msg=model)
 
 
-def test_fgan_tv_defaults_to_r1_0_01_and_an_explicit_value_wins():
-    """model.r1_gamma=null (FGANConfig's default) is the divergence's own R1 weight: 0.01 for tv, whose step-shaped
-    optimal critic saturates tanh (without it experiment=fdiv's sigma grew without bound), 0 for every other row;
-    any number given, 0 included, is taken as is."""
+def test_fgan_tv_defaults_to_r1_0_001_at_box_points_and_explicit_values_win():
+    """model.r1_gamma=null and model.r1_points=null (FGANConfig's defaults) are the divergence's own: tv 0.001 at
+    box points (its step-shaped optimal critic saturates tanh; R1 at the real samples biased the fit, see
+    gan_cli/objectives/fgan.py), 0 for every other row; any value given, 0 included, is taken as is."""
+    from gan_cli.objectives.base import box_points
+
     torch.manual_seed(0)
     real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
     D = _Quadratic()
     tv, tv_off = _built("model=fgan", "model.divergence=tv"), _built("model=fgan", "model.divergence=tv", "model.r1_gamma=0")
-    assert (tv.r1_gamma, tv_off.r1_gamma) == (0.01, 0.0)
-    np.testing.assert_allclose((tv.discriminator_loss(D, real, fake) - tv_off.discriminator_loss(D, real, fake)).item(),
-                               _r1_by_hand(D, real, 0.01), rtol=1e-12)
+    assert (tv.r1_gamma, tv.r1_points, tv_off.r1_gamma) == (0.001, "box", 0.0)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    extra = (tv.discriminator_loss(D, real, fake, g1) - tv_off.discriminator_loss(D, real, fake)).item()
+    np.testing.assert_allclose(extra, _r1_by_hand(D, box_points(real, fake, g2), 0.001), rtol=1e-12)
     for name in ("kl", "rkl", "pearson", "hellinger", "js", "gan", "neyman"):
-        assert _built("model=fgan", f"model.divergence={name}").r1_gamma == 0.0, name
+        obj = _built("model=fgan", f"model.divergence={name}")
+        assert (obj.r1_gamma, obj.r1_points) == (0.0, "real"), name
     assert _built("model=fgan", "model.divergence=kl", "model.r1_gamma=0.5").r1_gamma == 0.5
+    assert _built("model=fgan", "model.divergence=tv", "model.r1_points=real").r1_points == "real"
     assert compose_train("model=nsgan").model.r1_gamma == 0.0  # other objectives keep the plain float default
+
+
+def test_box_points_are_uniform_over_the_box_of_real_and_fake_and_any_model_can_use_them():
+    """model.r1_points=box: the zero-centred penalty at points uniform over [min, max] per feature of the real and
+    fake batch together (as many as real samples), from the generator passed in; with nsgan the term is
+    gamma/2 E||grad D||^2 at those points (by hand); an unknown value is one line."""
+    from gan_cli.objectives.base import box_points
+
+    real = torch.tensor([[0.0, -1.0], [1.0, 4.0]], dtype=torch.float64).repeat(5000, 1)
+    fake = torch.tensor([[-2.0, 0.0], [3.0, 1.0]], dtype=torch.float64).repeat(5000, 1)
+    pts = box_points(real, fake, torch.Generator().manual_seed(0))
+    assert pts.shape == real.shape
+    lo, hi = torch.tensor([-2.0, -1.0], dtype=torch.float64), torch.tensor([3.0, 4.0], dtype=torch.float64)
+    assert bool(((pts >= lo) & (pts <= hi)).all())
+    u = ((pts - lo) / (hi - lo)).numpy()
+    for j in range(2):
+        assert stats.kstest(u[:, j], "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.05  # independent per feature
+    torch.manual_seed(2)
+    r, f = torch.randn(7, 2, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64) + 3
+    D = _Quadratic()
+    obj, plain = _built("model=nsgan", "model.r1_gamma=0.4", "model.r1_points=box"), _built("model=nsgan")
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    extra = (obj.discriminator_loss(D, r, f, g1) - plain.discriminator_loss(D, r, f)).item()
+    np.testing.assert_allclose(extra, _r1_by_hand(D, box_points(r, f, g2), 0.4), rtol=1e-12)
+    with pytest.raises(UserError, match="model.r1_points=fake is unknown: use real"):
+        _built("model=nsgan", "model.r1_gamma=1", "model.r1_points=fake")
 
 
 def test_r1_backpropagates_into_d_and_not_into_the_data():

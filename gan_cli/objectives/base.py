@@ -16,7 +16,11 @@ gamma/2 E_real ||grad_x D(x)||^2 added to D's loss by :meth:`Objective.discrimin
 objective (composed with the subclass's own :meth:`~Objective.regularizer`).  Lazy (``r1_every = k``,
 StyleGAN2): on every k-th D loss only, multiplied by k.  stylegan2-ada also scales Adam's lr and betas
 by k/(k+1) because its R1 is a separate optimiser step (k + 1 steps per k batches); here the lazy term
-joins the ordinary D step, there is no extra step, so no scaling is done.
+joins the ordinary D step, there is no extra step, so no scaling is done.  ``r1_points="box"`` takes the same
+zero-centred penalty at points drawn uniformly from the box spanned by the batch's real and fake samples
+(per feature, min to max) instead of at the real samples: R1 smooths D most where the data is densest,
+the box version smooths it the same everywhere between and around the two distributions (f-GAN's tv row
+needs that, see :mod:`gan_cli.objectives.fgan`).
 
 Instance noise (``instance_noise`` = std, ``instance_noise_steps`` = D steps to anneal it linearly to 0):
 N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (Sønderby et al. 2017,
@@ -55,8 +59,9 @@ class Objective:
     estimate_tag: str = ""
 
     def __init__(self, n_critic: int = 1, warmup_critic_steps: int = 0, warmup_g_steps: int = 0,
-                 warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1, instance_noise: float = 0.0,
-                 instance_noise_steps: int = 0, unroll_steps: int = 0, unroll_lr: float = 0.0):
+                 warmup_every: int = 0, r1_gamma: float = 0.0, r1_every: int = 1, r1_points: str = "real",
+                 instance_noise: float = 0.0, instance_noise_steps: int = 0, unroll_steps: int = 0,
+                 unroll_lr: float = 0.0):
         self.n_critic = int(n_critic)
         self.warmup_critic_steps = int(warmup_critic_steps)
         self.warmup_g_steps = int(warmup_g_steps)
@@ -65,6 +70,10 @@ class Objective:
         self.r1_every = int(r1_every)
         if self.r1_every < 1:
             raise UserError(f"model.r1_every={r1_every} must be >= 1 (1: R1 on every D step).")
+        if r1_points not in R1_POINTS:
+            raise UserError(f"model.r1_points={r1_points} is unknown: use real (R1 at the real samples) or box (at points "
+                            f"uniform over the box the batch's real and fake samples span).")
+        self.r1_points = str(r1_points)
         self.instance_noise = float(instance_noise)
         self.instance_noise_steps = int(instance_noise_steps)
         if self.instance_noise < 0 or self.instance_noise_steps < 0:
@@ -108,16 +117,22 @@ class Objective:
         self.d_calls += 1
         if sigma > 0:  # instance noise on both of D's inputs (real first, then fake, from ``generator``)
             real, fake = _noisy(real, sigma, generator), _noisy(fake, sigma, generator)
-        real_in = real.detach().requires_grad_(True) if r1_now else real
+        r1_real = r1_now and self.r1_points == "real"
+        real_in = real.detach().requires_grad_(True) if r1_real else real
         # one forward of the real batch serves the loss and R1 (BN stats move once); R1 double-backwards: eager D
-        real_out = (eager(D) if r1_now else D)(real_in)
+        real_out = (eager(D) if r1_real else D)(real_in)
         loss = self.d_loss(real_out, D(fake))
         reg = self.regularizer(D, real, fake, generator)
         if reg is not None:
             loss = loss + reg
         if r1_now:
+            if r1_real:
+                penalty = r1_penalty(real_out, real_in)
+            else:  # box: uniform points between and around the two batches
+                points = box_points(real, fake, generator).requires_grad_(True)
+                penalty = r1_penalty(eager(D)(points), points)
             # lazy regularisation (Karras et al. 2020): every r1_every-th call, the term times r1_every
-            loss = loss + self.r1_every * self.r1_gamma / 2 * r1_penalty(real_out, real_in)
+            loss = loss + self.r1_every * self.r1_gamma / 2 * penalty
         return loss
 
     def regularizer(self, D: nn.Module, real: Tensor, fake: Tensor,
@@ -176,6 +191,19 @@ class Objective:
 
 def _noisy(x: Tensor, sigma: float, generator: Optional[torch.Generator]) -> Tensor:
     return x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+#: where R1's zero-centred penalty is taken (``model.r1_points``)
+R1_POINTS = ("real", "box")
+
+
+def box_points(real: Tensor, fake: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """As many points as ``real`` has, uniform over the box ``[min, max]`` (per feature, over both batches) that
+    the real and fake samples span; drawn from ``generator``."""
+    both = torch.cat([real.detach(), fake.detach()])
+    lo, hi = both.amin(dim=0), both.amax(dim=0)
+    u = torch.rand(real.shape, generator=generator, device=real.device, dtype=real.dtype)
+    return lo + (hi - lo) * u
 
 
 def r1_penalty(real_out: Tensor, real_in: Tensor) -> Tensor:

@@ -346,6 +346,8 @@ class Trainer:
         vals[self.objective.estimate_tag] = self.estimate()
         if hasattr(self.G, "log_scalars"):  # parametric toy generators: theta / mu, sigma under gen/...
             vals.update(self.G.log_scalars())
+            if self.ema is not None:  # and the EMA generator's, which evaluations sample from, under gen_ema/...
+                vals.update({"gen_ema/" + k.split("/", 1)[1]: v for k, v in self.ema.model.log_scalars().items()})
         vals.update(extra)
         # One host sync for all scalars of this interval.
         host = dict(zip(vals.keys(), torch.stack([v.float().reshape(()) for v in vals.values()]).cpu().tolist()))

@@ -313,3 +313,26 @@ def test_trainer_tells_scheduled_modules_the_fraction_of_training_done(tmp_path)
         seen.append(float(ff.alpha))
     assert seen == pytest.approx([min(1, max(0, (i / 8 - 0.25) / 0.5)) for i in range(9)])
     assert torch.isfinite(tr.estimate())
+
+
+def test_parametric_generator_with_ema_logs_both_and_the_fdiv_lab_reads_the_ema_one(tmp_path):
+    """With ema.beta a parametric toy G's parameters are logged twice: gen/* (the trained G) and gen_ema/* (the
+    EMA G, which evaluations sample from); the f-divergence lab reports the EMA one."""
+    import math
+
+    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+    from gan_cli.lab.fdiv import _learned
+    from gan_cli.results import Job
+
+    cfg = compose_train("model=fgan", "data=mog1d", "net=gaussian", "net.hidden=8", "ema.beta=0.9", "steps=6",
+                        "log_every=3", "image_every=0", "metrics=none", tmp_path=tmp_path)
+    res = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6] and all("gen_ema/mu" in r and "gen/mu" in r for r in rows)
+    state = load_checkpoint(list_checkpoints(tmp_path)[-1])
+    ema, trained = state["generator_ema"], state["generator"]
+    assert rows[-1]["gen_ema/mu"] == pytest.approx(float(ema["mu"]), rel=1e-6)
+    assert rows[-1]["gen_ema/sigma"] == pytest.approx(math.exp(float(ema["log_sigma"])), rel=1e-6)
+    assert rows[-1]["gen/mu"] == pytest.approx(float(trained["mu"]), rel=1e-6) != rows[-1]["gen_ema/mu"]
+    job = Job(dir=tmp_path, num=0, overrides={}, config={}, status="completed", results=res)
+    assert _learned(job) == pytest.approx((rows[-1]["gen_ema/mu"], rows[-1]["gen_ema/sigma"]), rel=1e-6)

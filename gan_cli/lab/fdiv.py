@@ -234,16 +234,19 @@ def nearest_minimum(mu: float, sigma: float, ex: dict) -> tuple[str, Optional[di
 
 
 def _learned(job) -> tuple[float, float]:
-    """(mu, sigma) at the end of a run: results.json's gen/mu, gen/sigma, else the checkpoint's generator."""
+    """(mu, sigma) at the end of a run, of the generator evaluations sample from (the EMA one when the run keeps
+    one, ``ema.beta``): results.json's gen_ema/* or gen/*, else the checkpoint's generator_ema or generator."""
     final = (job.results or {}).get("final") or {}
-    if "gen/mu" in final and "gen/sigma" in final:
-        return float(final["gen/mu"]), float(final["gen/sigma"])
+    for prefix in ("gen_ema/", "gen/"):
+        if prefix + "mu" in final and prefix + "sigma" in final:
+            return float(final[prefix + "mu"]), float(final[prefix + "sigma"])
     path = job.checkpoint
     if path is None:
         return math.nan, math.nan
     from gan_cli.checkpoint import load_checkpoint
 
-    g = load_checkpoint(path)["generator"]
+    state = load_checkpoint(path)
+    g = state.get("generator_ema") or state["generator"]
     return float(g["mu"]), float(math.exp(float(g["log_sigma"])))
 
 

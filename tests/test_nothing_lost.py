@@ -262,9 +262,9 @@ def test_hparams_have_the_same_columns_for_every_model():
     models = [p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml")]
     cols = {m: set(flat_hparams(compose_train(f"model={m}"))) for m in models}
     assert len({frozenset(c) for c in cols.values()}) == 1 and "divergence" in cols["gan"]
-    # r1_gamma: the weight the run trains with; f-GAN's null resolves to the divergence's own (tv 0.001 at box points, kl 0)
+    # r1_gamma: the weight the run trains with; f-GAN's null resolves to the divergence's own (tv 0.003 at box points, kl 0)
     r1 = {d: flat_hparams(compose_train("model=fgan", f"model.divergence={d}"))["r1_gamma"] for d in ("tv", "kl")}
-    assert r1 == {"tv": 0.001, "kl": 0.0}
+    assert r1 == {"tv": 0.003, "kl": 0.0}
     assert flat_hparams(compose_train("model=fgan", "model.divergence=tv"))["r1_points"] == "box"
     assert flat_hparams(compose_train("model=nsgan"))["r1_points"] == "real"
     assert flat_hparams(compose_train("model=fgan", "model.divergence=tv", "model.r1_gamma=0"))["r1_gamma"] == 0.0

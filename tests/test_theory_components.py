@@ -109,8 +109,8 @@ def test_r1_term_is_half_gamma_times_mean_squared_input_gradient():
         np.testing.assert_allclose((whole - base).item(), _r1_by_hand(D, real, 3.0), rtol=1e-12, err_msg=model)
 
 
-def test_fgan_tv_defaults_to_r1_0_001_at_box_points_and_explicit_values_win():
-    """model.r1_gamma=null and model.r1_points=null (FGANConfig's defaults) are the divergence's own: tv 0.001 at
+def test_fgan_tv_defaults_to_r1_0_003_at_box_points_and_explicit_values_win():
+    """model.r1_gamma=null and model.r1_points=null (FGANConfig's defaults) are the divergence's own: tv 0.003 at
     box points (its step-shaped optimal critic saturates tanh; R1 at the real samples biased the fit, see
     gan_cli/objectives/fgan.py), 0 for every other row; any value given, 0 included, is taken as is."""
     from gan_cli.objectives.base import box_points
@@ -119,10 +119,10 @@ def test_fgan_tv_defaults_to_r1_0_001_at_box_points_and_explicit_values_win():
     real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
     D = _Quadratic()
     tv, tv_off = _built("model=fgan", "model.divergence=tv"), _built("model=fgan", "model.divergence=tv", "model.r1_gamma=0")
-    assert (tv.r1_gamma, tv.r1_points, tv_off.r1_gamma) == (0.001, "box", 0.0)
+    assert (tv.r1_gamma, tv.r1_points, tv_off.r1_gamma) == (0.003, "box", 0.0)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     extra = (tv.discriminator_loss(D, real, fake, g1) - tv_off.discriminator_loss(D, real, fake)).item()
-    np.testing.assert_allclose(extra, _r1_by_hand(D, box_points(real, fake, g2), 0.001), rtol=1e-12)
+    np.testing.assert_allclose(extra, _r1_by_hand(D, box_points(real, fake, g2), 0.003), rtol=1e-12)
     for name in ("kl", "rkl", "pearson", "hellinger", "js", "gan", "neyman"):
         obj = _built("model=fgan", f"model.divergence={name}")
         assert (obj.r1_gamma, obj.r1_points) == (0.0, "real"), name

@@ -20,7 +20,8 @@ joins the ordinary D step, there is no extra step, so no scaling is done.  ``r1_
 zero-centred penalty at points drawn uniformly from the box spanned by the batch's real and fake samples
 (per feature, min to max) instead of at the real samples: R1 smooths D most where the data is densest,
 the box version smooths it the same everywhere between and around the two distributions (f-GAN's tv row
-needs that, see :mod:`gan_cli.objectives.fgan`).
+needs that, see :mod:`gan_cli.objectives.fgan`).  It costs one more forward pass of D, whose batch-norm
+statistics (if it has any) then see the box points too.
 
 Instance noise (``instance_noise`` = std, ``instance_noise_steps`` = D steps to anneal it linearly to 0):
 N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (Sønderby et al. 2017,

@@ -188,9 +188,14 @@ def _weights(run_dir):
     return load_checkpoint(list_checkpoints(run_dir)[-1])
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
-    common = ["model=wgan_gp", "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10",
-              "model.opt_d.decay=0.1"]  # the lr schedule resumes from the step count
+@pytest.mark.parametrize("setup, tag", [
+    (["model=wgan_gp", "model.opt_d.decay=0.1"], "estimate/w"),  # the lr schedule resumes from the step count
+    # D's Fourier features are mid fade-in at the interruption (step 5 of 12: fraction 0.45 of a 0.2-0.7 ramp)
+    (["model=nsgan", "net=mlp", "net.hidden=16", "net.codes=5", "net.latent_dim=3", "net.fourier=8",
+      "net.fourier_from=0.2", "net.fourier_to=0.7", "model.pack=2", "metrics=none"], "estimate/jsd"),
+], ids=["wgan_gp-lr-decay", "codes-fourier-pack"])
+def test_resume_equals_uninterrupted_run(tmp_path, setup, tag):
+    common = [*setup, "steps=12", "log_every=4", "image_every=0", "estimate_batch=64", "keep_ckpts=10"]
     full = tmp_path / "full"
     train(compose_train(*common, "ckpt_every=0", tmp_path=full))
     part = tmp_path / "part"
@@ -219,7 +224,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         assert torch.equal(a["discriminator"][k], b["discriminator"][k]), k
     sa, sb = scalar_tags(full), scalar_tags(part)
     assert [(e.step, e.value) for e in sa.Scalars("loss/d")] == [(e.step, e.value) for e in sb.Scalars("loss/d")]
-    assert [(e.step, e.value) for e in sa.Scalars("estimate/w")] == [(e.step, e.value) for e in sb.Scalars("estimate/w")]
+    assert [(e.step, e.value) for e in sa.Scalars(tag)] == [(e.step, e.value) for e in sb.Scalars(tag)]
 
 
 def test_lr_decay_is_exponential_from_lr_to_lr_times_decay(tmp_path):

@@ -24,6 +24,18 @@ def compose_train(*overrides, tmp_path=None):
         return compose("train", overrides=ov)
 
 
+def train_job(tmp_path, name, *overrides):
+    """Train in-process on the CPU (no progress bar, no pictures) in ``tmp_path / name``; return a sweep Job for
+    the run (what gan-eval sweep= hands to a lab report)."""
+    from gan_cli.build import plain_config
+    from gan_cli.results import Job
+    from gan_cli.train import train
+
+    out = tmp_path / name
+    cfg = compose_train(*overrides, "device=cpu", "image_every=0", tmp_path=out)
+    return Job(dir=out, num=0, overrides={}, config=plain_config(cfg), status="completed", results=train(cfg))
+
+
 @pytest.fixture
 def compose_cfg():
     return compose_train

@@ -3,24 +3,13 @@ a file of its own so that pytest-xdist runs it beside tests/test_lab_theory.py).
 from __future__ import annotations
 
 import pytest
-from conftest import compose_train
+from conftest import train_job
 
-from gan_cli.build import plain_config
 from gan_cli.lab import fdiv
-from gan_cli.results import Job
-from gan_cli.train import train
 
 C, S = (-2.0, 2.0), 0.5  # the shipped mog1d target
-QUIET = ("progress=false", "device=cpu", "image_every=0")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _run(tmp_path, name, *overrides):
-    """Train in-process; return a sweep Job for it (what gan-eval sweep= hands to a report)."""
-    out = tmp_path / name
-    cfg = compose_train(*overrides, *QUIET, tmp_path=out)
-    return Job(dir=out, num=0, overrides={}, config=plain_config(cfg), status="completed", results=train(cfg))
 
 
 # the divergences whose saddle fit meets the tolerance from the preset's start on every seed measured (README,
@@ -36,7 +25,7 @@ def test_fdiv_saddle_fit_reaches_the_exact_minimiser(tmp_path, name):
     """experiment=fdiv (saddle generator), seed 0, the preset's steps: the learned (mu, sigma) is within 0.15 in mu
     (|mu| for a mirror pair) and 5 % in sigma of the exact minimiser of D_f(P || Q), computed by quadrature and
     Nelder-Mead (checked against scipy quad and a brute-force grid in tests/test_lab_theory.py)."""
-    j = _run(tmp_path, name, "experiment=fdiv", f"model.divergence={name}", "metrics=none", "log_every=500")
+    j = train_job(tmp_path, name, "experiment=fdiv", f"model.divergence={name}", "metrics=none", "log_every=500")
     ex = fdiv.exact_minimiser(name, C, S)
     mu, sg = j.results["final"]["gen/mu"], j.results["final"]["gen/sigma"]
     assert fdiv.within_tolerance(mu, sg, ex), (name, (mu, sg), (ex["mu"], ex["sigma"]))

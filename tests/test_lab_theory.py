@@ -12,29 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, assert_figure, compose_train, scalar_tags
+from conftest import BIN, assert_figure, compose_train, scalar_tags, train_job
 from hydra import compose, initialize_config_module
 
 from gan_cli.config import UserError
 from gan_cli.lab import disjoint, fdiv
-from gan_cli.build import plain_config
 from gan_cli.results import Job
-from gan_cli.train import train
 
 C, S = (-2.0, 2.0), 0.5  # the shipped mog1d target
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-QUIET = ["progress=false", "device=cpu", "image_every=0"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _run(tmp_path, name, *overrides):
-    """Train in-process; return a sweep Job for it (what gan-eval sweep= hands to a report)."""
-    out = tmp_path / name
-    cfg = compose_train(*overrides, *QUIET, tmp_path=out)
-    res = train(cfg)
-    return Job(dir=out, num=0, overrides={}, config=plain_config(cfg), status="completed", results=res)
 
 
 # ----------------------------------------------------------------------------- experiment 3: exact optimum
@@ -267,13 +258,13 @@ def test_presets_compose_with_their_sweeps():
 
 def test_toy_generators_log_their_parameters(tmp_path):
     """The loop logs theta / (mu, sigma) under gen/... in TensorBoard and in the run's scalars.jsonl."""
-    j = _run(tmp_path, "theta", "data=lines", "net=theta", "net.theta0=0.7", "steps=20", "log_every=10",
+    j = train_job(tmp_path, "theta", "data=lines", "net=theta", "net.theta0=0.7", "steps=20", "log_every=10",
              "metrics=none", "train_generator=false")
     hist = j.scalar_log()
     assert [h["gen/theta"] for h in hist] == pytest.approx([0.7, 0.7])  # frozen generator
     assert j.results["final"]["gen/theta"] == pytest.approx(0.7)
     assert "gen/theta" in scalar_tags(j.dir).Tags()["scalars"]
-    j = _run(tmp_path, "gauss", "data=mog1d", "net=gaussian", "model=fgan", "net.mu0=0.5", "net.sigma0=2", "steps=10",
+    j = train_job(tmp_path, "gauss", "data=mog1d", "net=gaussian", "model=fgan", "net.mu0=0.5", "net.sigma0=2", "steps=10",
              "log_every=5", "metrics=none")
     hist = j.scalar_log()
     assert {"gen/mu", "gen/sigma"} <= set(hist[0]) and len(hist) == 2
@@ -287,7 +278,7 @@ def test_toy_generators_log_their_parameters(tmp_path):
 def test_disjoint_estimates_shrunk(tmp_path):
     """JSD estimate ~ log 2 away from 0 and ~ 0 at 0; the W estimate grows with |theta| (~|theta|)."""
     ov = ["experiment=disjoint_estimates", "steps=60", "log_every=30"]  # 300 D steps each
-    jobs = [_run(tmp_path, f"{m}_{t}", *ov, f"model={m}", f"net.theta0={t}")
+    jobs = [train_job(tmp_path, f"{m}_{t}", *ov, f"model={m}", f"net.theta0={t}")
             for m, t in [("gan", 0), ("gan", 0.5), ("gan", -1), ("wgan_gp", 0), ("wgan_gp", 0.2), ("wgan_gp", -0.5), ("wgan_gp", 1)]]
     est = {(j.config["model"]["name"], j.config["net"]["theta0"]): next(v for k, v in j.results["final"].items()
                                                                          if k.startswith("estimate/")) for j in jobs}
@@ -327,7 +318,7 @@ def test_disjoint_estimates_report_fits_the_clipping_constant(tmp_path):
 def test_disjoint_theta_shrunk(tmp_path):
     """From theta0 = 1: the WGAN-GP critic moves theta towards 0, the saturated minimax GAN hardly moves it."""
     ov = ["experiment=disjoint_theta", "steps=150", "log_every=10"]
-    jobs = [_run(tmp_path, m, *ov, f"model={m}") for m in ("gan", "wgan_gp")]
+    jobs = [train_job(tmp_path, m, *ov, f"model={m}") for m in ("gan", "wgan_gp")]
     rep = disjoint.report_theta(jobs, tmp_path, None)
     r = {row["model"]: row for row in rep["numeric"]}
     assert r["gan"]["theta_final"] > 0.85
@@ -345,7 +336,7 @@ def test_fdiv_kl_covers_and_rkl_seeks(tmp_path):
     # this check was measured with, batch 256; the preset's saddle fits are checked in tests/test_fdiv_fits.py)
     ov = ["experiment=fdiv", "steps=800", "log_every=100", "metrics=none", "model.g_objective=practical",
           "net.sigma0=1.0", "model.n_critic=1", "model.opt_d.lr=1e-3", "data.batch_size=256"]
-    jobs = [_run(tmp_path, d, *ov, f"model.divergence={d}") for d in ("kl", "rkl")]
+    jobs = [train_job(tmp_path, d, *ov, f"model.divergence={d}") for d in ("kl", "rkl")]
     jobs.append(Job(dir=None, num=5, overrides={}, config={**jobs[0].config, "model": {**jobs[0].config["model"],
                     "divergence": "neyman"}}, status="diverged", error="loss/d became nan"))
     rep = fdiv.report(jobs, tmp_path, None)

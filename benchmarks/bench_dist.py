@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_dist.py [--steps N] [--device cpu|cuda] [--nproc N]
 
 Each row times ``Trainer.train_step`` (metrics off) after a warm-up, in fresh processes started by
-:func:`gan_cli.dist.spawn` (gloo on the CPU, NCCL on CUDA with one GPU per rank):
+:func:`gan_cli.training.dist.spawn` (gloo on the CPU, NCCL on CUDA with one GPU per rank):
 
 * one process at the global batch B, with 1 thread and with N threads (CPU);
 * N processes, each B/N, 1 thread each: the same global batch (strong scaling);
@@ -26,11 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import compose_train  # noqa: E402
 
-from gan_cli import dist  # noqa: E402
+from gan_cli.training import dist  # noqa: E402
 
 
 def _worker(ctx, overrides, steps, threads, device, out):
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:

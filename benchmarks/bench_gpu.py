@@ -5,7 +5,7 @@
 
 Rows (each a ratio of two measurements taken in this process, one after the other):
 
-* train: ``gan-train``'s training step (:class:`gan_cli.loop.Trainer.train_step`, NS-GAN, DCGAN nets of
+* train: ``gan-train``'s training step (:class:`gan_cli.training.loop.Trainer.train_step`, NS-GAN, DCGAN nets of
   net=dcgan, 28x28x1 as data=fashion_mnist and 32x32x3 as data=cifar10, batch 64/128/256) with every speed
   switch on (``speed.*`` auto: bf16 autocast, channels_last, fused Adam, TF32; plus ``speed.compile=true``)
   vs a bare float32 loop in the style of pytorch/examples ``dcgan/main.py`` on the same nets (BCE, Adam
@@ -92,7 +92,7 @@ DATA = {28: ("fashion_mnist", (1, 28, 28)), 32: ("cifar10", (3, 32, 32))}
 
 def gan_cli_steps(size, batch, steps, warmup, device, speed, tmp, channels=64):
     """steps/s of Trainer.train_step on synthetic uint8 images of the data set's shape; (rate, warm-up s)."""
-    import gan_cli.loop as loop
+    import gan_cli.training.loop as loop
     from gan_cli.data.base import DataInfo
     from gan_cli.data.images import ImageSource
 

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import compose_train  # noqa: E402
 
-from gan_cli.loop import Trainer  # noqa: E402
+from gan_cli.training.loop import Trainer  # noqa: E402
 
 
 def steps_per_s(overrides, steps, device, loader=False, log_every=None):

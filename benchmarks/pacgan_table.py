@@ -12,7 +12,7 @@ thread each):
 2. how the numbers move with training length: GAN and PacGAN2 on grid25 at ``--subset-steps``
    (``--subset-seeds`` seeds, default 5; skipped with ``--subset-steps ''``), beside their rows of 1;
 
-then reads every job with gan_cli.results (all ``table*`` sweeps in ``--out``: rows rerun or added by hand as
+then reads every job with gan_cli.runs.results (all ``table*`` sweeps in ``--out``: rows rerun or added by hand as
 ``gan-train -m experiment=pacgan_table experiment@_global_=<rows> hydra.sweep.dir=<out>/table_b`` count too) and writes ``pacgan_table.md`` (1, beside the paper's values) and
 ``pacgan_steps.md`` (2) into ``--out`` and prints them.  ``--summarize`` only re-reads ``--out``.
 """
@@ -29,13 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gan_cli.lab.pacgan_table import PAPER_STEPS, summarize  # noqa: E402
-from gan_cli.results import collect, markdown_table  # noqa: E402
+from gan_cli.runs.results import collect, markdown_table  # noqa: E402
 
 
 
 def sweep(folder: Path, n_jobs: int, *overrides: str) -> float:
     """One gan-train multirun into ``folder``; returns its wall seconds."""
-    cmd = [sys.executable, "-m", "gan_cli.train", "-m", "experiment=pacgan_table", "hydra/launcher=local",
+    cmd = [sys.executable, "-m", "gan_cli.cli.train", "-m", "experiment=pacgan_table", "hydra/launcher=local",
            f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweep.dir={folder}", "progress=false", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     if not a.summarize:
         walls["table"] = sweep(parts["table"], a.n_jobs, f"seed={seeds}", *([f"steps={a.steps}"] if a.steps else []))
         if a.subset_steps:
-            walls["subset"] = sweep(parts["subset"], a.n_jobs, f"experiment@_global_=pacgan_table_gan,pacgan_table_pac2",
+            walls["subset"] = sweep(parts["subset"], a.n_jobs, "experiment@_global_=pacgan_table_gan,pacgan_table_pac2",
                                     "data=grid25", f"seed={','.join(str(s) for s in range(a.subset_seeds))}",
                                     f"steps={a.subset_steps}")
     tables = sorted(out.glob("table*"))  # table/ and any extra sweeps of rows added by hand (table_b/ ...)

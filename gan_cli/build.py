@@ -164,7 +164,7 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
 def build_optimizer(params, ocfg: Any, options=None) -> torch.optim.Optimizer:
     """Any ``torch.optim`` class by name (case-insensitive); Adam-family optimisers get ``betas``.
     ``options(cls) -> dict``: extra keyword arguments for the class (the speed path's ``fused`` / ``foreach``,
-    :func:`gan_cli.speed.optimizer_options`)."""
+    :func:`gan_cli.training.speed.optimizer_options`)."""
     name = str(ocfg.name)
     classes = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)
                if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
@@ -254,7 +254,7 @@ def load_generator(ckpt_path: Path, device, state: dict | None = None):
     """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config; G has the
     EMA weights (``generator_ema``, ``ema.beta > 0``) when the checkpoint holds them, and
     ``G.weights_source = "ema" | "trained"`` says which."""
-    from gan_cli import checkpoint as ck
+    from gan_cli.runs import checkpoint as ck
 
     state = state if state is not None else ck.load_checkpoint(ckpt_path)
     cfg = load_config(state["config"])

@@ -131,7 +131,7 @@ class MetricsConfig:
 
 @dataclass
 class EMAConfig:
-    """``ema.*``: an exponential moving average of G's weights for evaluation and pictures (gan_cli.ema)."""
+    """``ema.*``: an exponential moving average of G's weights for evaluation and pictures (gan_cli.training.ema)."""
 
     beta: float = 0.0  # 0: off; e.g. 0.999 (G_ema <- beta G_ema + (1 - beta) G after every G step)
     rampup: bool = True  # beta_t = min(beta, (1 + t) / (10 + t)) at G step t
@@ -139,7 +139,7 @@ class EMAConfig:
 
 @dataclass
 class SpeedConfig:
-    """``speed.*``: the GPU speed path (:mod:`gan_cli.speed`).  None of it changes what is trained, only the
+    """``speed.*``: the GPU speed path (:mod:`gan_cli.training.speed`).  None of it changes what is trained, only the
     arithmetic; each switch is ``auto`` by default, and ``auto`` is a no-op on the CPU.
 
     * ``amp``: autocast of the forward passes. ``bf16`` (float32's range: no GradScaler), ``fp16`` (with one
@@ -173,7 +173,7 @@ class SpeedConfig:
 
 @dataclass
 class DistConfig:
-    """``dist.*``: data-parallel training on several processes (gan_cli.dist; README, *Several processes*)."""
+    """``dist.*``: data-parallel training on several processes (gan_cli.training.dist; README, *Several processes*)."""
 
     nproc: int = 1  # processes started inside the one Hydra job (rank 0 is the job); torchrun: leave at 1
     backend: str = "auto"  # auto: nccl on CUDA (one GPU per rank), gloo on the CPU
@@ -210,7 +210,7 @@ class TrainConfig:
     progress: bool = True
     experiment: Optional[str] = None  # set by conf/experiment presets
     # hparams_search presets: the result key an Optuna study optimises (rkl_2.5k, fid10k_clf ...); the task
-    # function returns it and its registry direction must be the study's (gan_cli.search)
+    # function returns it and its registry direction must be the study's (gan_cli.cli.search)
     optimized_metric: Optional[str] = None
     train_generator: bool = True  # false: G frozen, only D/critic trains (theory lab)
 
@@ -244,7 +244,7 @@ class EvalConfig:
     save_stats: Optional[str] = None  # save_stats=<file.npz>: write folder='s Inception mu/sigma (pytorch-fid format)
     out: Optional[str] = None  # where metrics.json goes (default: beside the checkpoint / in the folder)
     tensorboard: bool = True  # also log eval/* scalars to the run's TensorBoard
-    # sweep=<multirun folder>: summarise every job (gan_cli.sweep) instead of scoring one checkpoint
+    # sweep=<multirun folder>: summarise every job (gan_cli.cli.sweep) instead of scoring one checkpoint
     sweep: Optional[str] = None
     sort_by: Optional[str] = None  # a column of the summary; -<column> sorts descending
     plot_x: Optional[str] = None  # a swept parameter (default: the first one that is not seed)

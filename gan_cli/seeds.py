@@ -27,7 +27,7 @@ seed, and batch b's seed from that (:mod:`gan_cli.data.stream`).  Hashing, not `
 nearby bases or counters never share a seed with each other or with the table's streams (except by a
 2^-63 accident).
 
-Several processes (:mod:`gan_cli.dist`): the ``train`` and ``estimate`` streams are per rank
+Several processes (:mod:`gan_cli.training.dist`): the ``train`` and ``estimate`` streams are per rank
 (``rank=r``).  Rank 0 keeps the one-process seed; rank r > 0 draws from a seed mixed from
 (stream seed, r) by numpy's ``SeedSequence``, so no rank shares a stream with another rank or with
 another seed's run.  Every other stream is the same on every rank (identical initial weights, the

@@ -68,7 +68,7 @@ def figure_to_png(fig, path=None, close: bool = True) -> bytes:
         plt.close(fig)
     data = buf.getvalue()
     if path is not None:
-        from gan_cli.checkpoint import atomic_write_bytes
+        from gan_cli.files import atomic_write_bytes
 
         atomic_write_bytes(path, lambda f: f.write(data))
     return data

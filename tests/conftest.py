@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-import gan_cli.train  # noqa: F401  (registers the config schema and resolvers)
+import gan_cli.cli.train  # noqa: F401  (registers the config schema and resolvers)
 
 # Under pytest-xdist (make test) the cores are shared out among the test processes.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -28,8 +28,8 @@ def train_job(tmp_path, name, *overrides):
     """Train in-process on the CPU (no progress bar, no pictures) in ``tmp_path / name``; return a sweep Job for
     the run (what gan-eval sweep= hands to a lab report)."""
     from gan_cli.build import plain_config
-    from gan_cli.results import Job
-    from gan_cli.train import train
+    from gan_cli.runs.results import Job
+    from gan_cli.cli.train import train
 
     out = tmp_path / name
     cfg = compose_train(*overrides, "device=cpu", "image_every=0", tmp_path=out)

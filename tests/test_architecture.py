@@ -77,17 +77,44 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-ENTRY = {"gan_cli.train", "gan_cli.evaluate", "gan_cli.loop", "gan_cli.sweep"}
+#: the floors of the house, bottom up: a module imports from its own floor or below, never above (function-level
+#: imports included); on the training / lab floor neither imports the other
+LAYERS = {
+    0: ("", "config", "seeds", "files"),
+    1: ("objectives", "nets", "data", "metrics", "regularizers", "augment", "loggers", "viz", "truncation"),
+    2: ("build", "runs"),
+    3: ("training", "lab"),
+    4: ("cli",),
+}
+_FLOOR = {part: floor for floor, parts in LAYERS.items() for part in parts}
+
+
+def floor_of(module: str) -> tuple[int, str]:
+    part = module.split(".")[1] if "." in module else ""
+    assert part in _FLOOR, f"{module}: add gan_cli.{part} to LAYERS in tests/test_architecture.py"
+    return _FLOOR[part], part
 
 
 def test_dependencies_point_one_way():
-    g = import_graph()
-    components = [m for m in g if m.startswith(("gan_cli.objectives", "gan_cli.nets", "gan_cli.data", "gan_cli.metrics"))]
-    for m in components:  # components never reach up to the build layer or the entry points
-        assert not (g[m] & (ENTRY | {"gan_cli.build", "gan_cli.lab"})), (m, g[m])
-    for m in [m for m in g if m.startswith("gan_cli.lab")]:  # the lab builds through build, reads through results
-        assert not (g[m] & ENTRY), (m, g[m] & ENTRY)
-    assert not (g["gan_cli.build"] & ENTRY)
+    """cli -> (training, lab) -> (build, runs) -> components -> (config, seeds, files)."""
+    bad = []
+    for m, deps in sorted(import_graph().items()):
+        fm, pm = floor_of(m)
+        for d in sorted(deps):
+            fd, pd = floor_of(d)
+            if fd > fm or (fd == fm == 3 and pd != pm):
+                bad.append(f"{m} -> {d}")
+    assert not bad, "imports that run back up: " + "; ".join(bad)
+
+
+def test_every_package_ships_in_the_wheel():
+    """A gan_cli sub-package that pyproject's packages list lacks imports in an editable install and is missing
+    from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PKG.rglob("__init__.py")}
+    assert not found - listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
 
 
 def test_no_closed_lists_of_component_names():
@@ -162,7 +189,7 @@ def test_critic_schedule_belongs_to_the_objective():
 
 
 def test_the_loop_knows_no_objective():
-    tree = ast.parse((PKG / "loop.py").read_text())
+    tree = ast.parse((PKG / "training" / "loop.py").read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     names |= {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
@@ -269,8 +296,8 @@ def test_default_sample_counts_live_in_one_table():
 
     ev, _ = _points_evaluator("metrics=toy", n=None)
     assert ev.n == DEFAULT_SAMPLES["toy2d"] == 2500
-    where = [*(PKG / "metrics").glob("*.py"), *(PKG / "lab").glob("*.py"), PKG / "evaluate.py", PKG / "loop.py",
-             PKG / "train.py", PKG / "build.py"]
+    where = [*(PKG / "metrics").glob("*.py"), *(PKG / "lab").glob("*.py"), *(PKG / "cli").glob("*.py"),
+             *(PKG / "training").glob("*.py"), PKG / "build.py"]
     for p in where:
         if p.name != "registry.py":
             consts = {n.value for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Constant)}
@@ -281,8 +308,8 @@ def test_default_sample_counts_live_in_one_table():
 
 
 def test_run_records_and_checkpoint_without_logs(tmp_path):
-    from gan_cli import checkpoint as ck
-    from gan_cli.train import train
+    from gan_cli.runs import checkpoint as ck
+    from gan_cli.cli.train import train
 
     cfg = compose_train("steps=6", "log_every=2", "eval_every=2", "ckpt_every=2", "keep_ckpts=5", "image_every=0",
                         "estimate_batch=64", "metrics.num_samples=64", tmp_path=tmp_path)

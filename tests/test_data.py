@@ -23,9 +23,9 @@ from gan_cli.data import DataInfo
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
 try:
-    from tests.idx import IDX_NAMES, fake_mnist, write_idx, write_mnist_raw
+    from tests.idx import IDX_NAMES, fake_mnist, write_mnist_raw
 except ImportError:  # tests/ is not a package
-    from idx import IDX_NAMES, fake_mnist, write_idx, write_mnist_raw
+    from idx import IDX_NAMES, fake_mnist, write_mnist_raw
 
 FASHION_SYSTEM = "/usr/share/datasets/fashion-mnist"
 
@@ -250,7 +250,7 @@ def test_mnist_damaged_gz_is_reported_and_nothing_left(tmp_path):
         load_images(image_cfg("mnist", tmp_path))
     assert "t10k-images-idx3-ubyte.gz" in one_line(e) and "damaged" in str(e.value)
     assert not (raw / "t10k-images-idx3-ubyte").exists()
-    assert not [p for p in raw.iterdir() if p.name.endswith(".part")]
+    assert not [p for p in raw.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_data_root_not_writable(tmp_path, monkeypatch):
@@ -264,13 +264,14 @@ def test_data_root_not_writable(tmp_path, monkeypatch):
         load_images(image_cfg("fashion_mnist", blocker / "data", system_root=str(sys_root)))
     assert "is not writable" in one_line(e) and str(blocker / "data") in str(e.value)
 
-    # a read-only folder (simulated: the tests may run as root, which ignores permission bits)
-    import tempfile
+    # a read-only folder (simulated: the tests may run as root, which ignores permission bits): creating the
+    # temporary file of the atomic write is refused
+    import gan_cli.files
 
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    monkeypatch.setattr(gan_cli.files, "open", denied, raising=False)
     with pytest.raises(UserError) as e:
         load_images(image_cfg("fashion_mnist", tmp_path / "ro", system_root=str(sys_root)))
     assert "is not writable (Permission denied)" in one_line(e)
@@ -414,7 +415,7 @@ def _rel(paths, folder):
 
 
 def test_list_images_sorted_by_relative_path(tmp_path):
-    from gan_cli.data.images import list_images
+    from gan_cli.data.folder import list_images
 
     names = ["a_b.png", "a/c/d.png", "B.png", "a.png", "a/b.png", "ab.png", "a-b/x.png"]
     for n in names:
@@ -427,7 +428,7 @@ def test_list_images_sorted_by_relative_path(tmp_path):
 @pytest.mark.parametrize("links", [["a"], ["a", "b"]])
 def test_image_folder_symlink_to_itself_walked_once(tmp_path, links):
     """`ln -s . a` listed every image ~40 times (until ELOOP); two such links made the walk exponential."""
-    from gan_cli.data.images import list_images
+    from gan_cli.data.folder import list_images
 
     folder = tmp_path / "imgs"
     _png(folder / "x.png", np.full((8, 8), 10, np.uint8))
@@ -443,7 +444,7 @@ def test_image_folder_symlink_to_itself_walked_once(tmp_path, links):
 @pytest.mark.timeout(30)
 def test_image_folder_symlink_outside_followed_once(tmp_path):
     """A link to a folder outside data.path is followed, once, however many links lead there."""
-    from gan_cli.data.images import list_images
+    from gan_cli.data.folder import list_images
 
     folder, outside = tmp_path / "imgs", tmp_path / "outside"
     _png(folder / "a.png", np.zeros((8, 8), np.uint8))
@@ -459,7 +460,7 @@ def test_image_folder_symlink_outside_followed_once(tmp_path):
 @pytest.mark.timeout(30)
 def test_image_folder_fifo_does_not_block(tmp_path):
     """A FIFO named x.png made open() block forever (until some process wrote to it)."""
-    from gan_cli.data.images import read_image
+    from gan_cli.data.folder import read_image
 
     folder = tmp_path / "imgs"
     _png(folder / "good.png", np.full((8, 8), 5, np.uint8))
@@ -514,7 +515,7 @@ def test_image_folder_refuses_pseudo_filesystems(tmp_path, target):
 @pytest.mark.timeout(30)
 def test_image_folder_skips_pseudo_filesystems_met_in_walk(tmp_path):
     """Links to /proc, /sys, /dev inside data.path (as data.path=/ meets them) are not walked."""
-    from gan_cli.data.images import list_images
+    from gan_cli.data.folder import list_images
 
     folder = tmp_path / "imgs"
     _png(folder / "a.png", np.zeros((8, 8), np.uint8))
@@ -526,7 +527,7 @@ def test_image_folder_skips_pseudo_filesystems_met_in_walk(tmp_path):
 @pytest.mark.timeout(30)
 def test_image_folder_file_cap_progress_and_limit(tmp_path, monkeypatch, capsys):
     """Too many files: one UserError (after progress lines); data.limit stops the scan before the cap."""
-    from gan_cli.data import images as images_mod
+    from gan_cli.data import folder as images_mod
 
     monkeypatch.setattr(images_mod, "MAX_IMAGE_FILES", 20)
     monkeypatch.setattr(images_mod, "SCAN_PROGRESS_EVERY", 10)
@@ -640,7 +641,7 @@ def test_cifar10_offline_one_line_and_clean(tmp_path, monkeypatch):
 
 
 def test_fit_images_grey_rgb_resize():
-    from gan_cli.data.images import fit_images
+    from gan_cli.data.placement import fit_images
 
     rgb = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
     rgb[:, 0] = 255  # pure red -> luma 0.299 * 255 = 76.2

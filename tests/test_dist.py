@@ -1,4 +1,4 @@
-"""Several processes (gan_cli.dist) on the CPU with gloo and 2 ranks.
+"""Several processes (gan_cli.training.dist) on the CPU with gloo and 2 ranks.
 
 * equivalence: 2 ranks x B/2 give the weights of 1 rank x B after k steps (1e-5), on an MLP without
   batch norm, fed the same global batches (each rank its half);
@@ -25,8 +25,9 @@ import pytest
 import torch
 from conftest import BIN, compose_train, scalar_tags
 
-from gan_cli import checkpoint as ck
-from gan_cli import dist, seeds
+from gan_cli.runs import checkpoint as ck
+from gan_cli.training import dist
+from gan_cli import seeds
 from gan_cli.config import UserError
 
 GAN_TRAIN = str(BIN / "gan-train")
@@ -90,7 +91,7 @@ def _weights(trainer) -> dict:
 
 def _rank_worker(ctx, tmp: str):
     """Each of 2 ranks: K training steps on fed batches, then one evaluation of a fixed generator."""
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     torch.set_num_threads(1)
     cfg = compose_train(*TINY, f"steps={K}", "dist.nproc=2", tmp_path=tmp)
@@ -112,7 +113,7 @@ def _rank_worker(ctx, tmp: str):
 @pytest.mark.slow
 def test_two_ranks_half_batch_train_like_one_rank_and_score_the_same(tmp_path, one_torch_thread):
     from gan_cli.build import build_data, build_evaluator
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
     from gan_cli.metrics.evaluator import generator_sampler
 
     dist.spawn(_rank_worker, 2, (str(tmp_path),))
@@ -263,7 +264,7 @@ def test_torchrun_ranks_join_and_rank_0_writes(tmp_path):
     """torchrun starts 2 gan-train processes; rank 1 joins rank 0's group and writes nothing."""
     run = tmp_path / "run"
     env = dict(_env(), PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", "-m", "gan_cli.train", *TINY,
+    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", "-m", "gan_cli.cli.train", *TINY,
                            "steps=6", "progress=false", f"hydra.run.dir={run}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

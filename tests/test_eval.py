@@ -2,7 +2,6 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from hydra import compose, initialize_config_module
 from gan_cli.build import build_data, build_evaluator
 from gan_cli.metrics.evaluator import generator_sampler, resolve_suite
 from gan_cli.metrics.registry import count_tag
-from gan_cli.train import train
+from gan_cli.cli.train import train
 from gan_cli.truncation import truncated_noise
 
 
@@ -135,7 +134,7 @@ def test_gan_eval_end_to_end_on_checkpoint(short_run, tmp_path):
 
 
 def test_gan_eval_same_seed_same_numbers(short_run, tmp_path):
-    from gan_cli.evaluate import evaluate
+    from gan_cli.cli.evaluate import evaluate
 
     a = evaluate(compose_eval(f"ckpt={short_run}", "metrics.num_samples=300", f"out={tmp_path / 'a'}", "tensorboard=false"))
     b = evaluate(compose_eval(f"ckpt={short_run}", "metrics.num_samples=300", f"out={tmp_path / 'b'}", "tensorboard=false"))
@@ -144,7 +143,7 @@ def test_gan_eval_same_seed_same_numbers(short_run, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "truncated", "foreign", "empty_dir"])
 def test_gan_eval_bad_checkpoint_is_one_line(case, short_run, tmp_path):
-    from gan_cli.checkpoint import list_checkpoints
+    from gan_cli.runs.checkpoint import list_checkpoints
 
     good = list_checkpoints(short_run)[-1]
     if case == "missing":

@@ -207,8 +207,8 @@ def test_unknown_mode_is_one_line():
 
 
 def test_sweep_warns_in_one_line_when_modes_differ():
-    from gan_cli.results import Job
-    from gan_cli.sweep import mixed_preprocess
+    from gan_cli.runs.results import Job
+    from gan_cli.cli.sweep import mixed_preprocess
 
     def job(num, results):
         return Job(dir=None, num=num, overrides={}, status="completed", results=results)
@@ -272,7 +272,7 @@ def folders(tmp_path_factory):
 def _gan_eval(*args):
     from hydra import compose, initialize_config_module
 
-    from gan_cli.evaluate import evaluate
+    from gan_cli.cli.evaluate import evaluate
 
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
         cfg = compose(config_name="eval", overrides=["device=cpu", "tensorboard=false", *args])

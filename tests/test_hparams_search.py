@@ -9,7 +9,7 @@ import pytest
 from conftest import BIN, compose_train
 
 from gan_cli.config import UserError, validate
-from gan_cli.search import best_job, check_direction, metric_direction, objective_value, worst
+from gan_cli.cli.search import best_job, check_direction, metric_direction, objective_value, worst
 
 optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed (pip install -e '.[optuna]')")
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
@@ -124,7 +124,7 @@ def test_objective_value_and_the_worst_value():
 
 
 def test_best_job_matches_the_trial_parameters():
-    from gan_cli.results import Job
+    from gan_cli.runs.results import Job
 
     jobs = [Job(dir=Path(f"/s/{i}"), num=i, overrides={"model": m, "model.opt_d.lr": lr})
             for i, (m, lr) in enumerate([("hinge", "0.0001234"), ("nsgan", "0.0001234"), ("nsgan", "0.002")])]
@@ -179,7 +179,7 @@ def test_a_study_carries_on_past_diverged_and_failed_trials(study):
 
 @pytest.mark.slow
 def test_gan_eval_sweep_shows_the_best_trial(study):
-    from gan_cli.sweep import summarize
+    from gan_cli.cli.sweep import summarize
 
     root, r, st = study
     out = summarize(root / "sw", quiet=True, tensorboard=False)

@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import BIN, compose_train
 
-from gan_cli import checkpoint as ck
+from gan_cli.runs import checkpoint as ck
 from gan_cli.config import UserError
 from gan_cli.metrics import cache as cache_mod
 
@@ -283,7 +283,7 @@ def test_checkpoint_deleted_between_listing_and_loading_falls_back(tmp_path, mon
 ROTATOR = """
 import sys, torch
 from pathlib import Path
-from gan_cli import checkpoint as ck
+from gan_cli.runs import checkpoint as ck
 run = Path(sys.argv[1])
 step = 1
 ck.save_checkpoint(ck.ckpt_path(run, step), {"step": step})
@@ -357,7 +357,7 @@ TRAIN = ["model=nsgan", "steps=10", "log_every=5", "ckpt_every=5", "image_every=
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     run = tmp_path_factory.mktemp("trained")
     train(compose_train(*TRAIN, tmp_path=run))
@@ -391,7 +391,7 @@ def test_gan_eval_cli_falls_back_past_a_fifo_newest_checkpoint(trained_run, tmp_
 def test_gan_eval_falls_back_past_a_symlink_to_dev_zero(trained_run, tmp_path, capsys):
     from hydra import compose, initialize_config_module
 
-    from gan_cli.evaluate import evaluate
+    from gan_cli.cli.evaluate import evaluate
 
     run = _copy_run(trained_run, tmp_path / "run")
     newest, good = ck.ckpt_path(run, 15), ck.ckpt_path(run, 10)
@@ -409,7 +409,7 @@ def test_gan_eval_falls_back_past_a_symlink_to_dev_zero(trained_run, tmp_path, c
 
 HOLDER = """
 import os, sys
-from gan_cli.runlock import RunLock
+from gan_cli.runs.lock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 sys.stdin.readline()           # hold the lock until the parent says so (or kills us)
@@ -427,7 +427,7 @@ def _holder(run_dir: Path) -> subprocess.Popen:
 
 @pytest.mark.timeout(60)
 def test_run_lock_held_by_another_process_is_refused_naming_its_pid(tmp_path):
-    from gan_cli.runlock import RunLock
+    from gan_cli.runs.lock import RunLock
 
     run = tmp_path / "run"
     child = _holder(run)
@@ -454,7 +454,7 @@ def test_run_lock_held_by_another_process_is_refused_naming_its_pid(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_run_lock_of_a_sigkilled_holder_is_never_stale(tmp_path):
-    from gan_cli.runlock import RunLock
+    from gan_cli.runs.lock import RunLock
 
     run = tmp_path / "run"
     child = _holder(run)
@@ -472,13 +472,13 @@ def test_run_lock_of_a_sigkilled_holder_is_never_stale(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_run_lock_in_this_process_blocks_a_second_process(tmp_path):
-    from gan_cli.runlock import RunLock
+    from gan_cli.runs.lock import RunLock
 
     run = tmp_path / "run"
     probe = textwrap.dedent("""
         import sys
         from gan_cli.config import UserError
-        from gan_cli.runlock import RunLock
+        from gan_cli.runs.lock import RunLock
         try:
             RunLock(sys.argv[1]).acquire()
         except UserError as e:
@@ -496,7 +496,7 @@ def test_run_lock_in_this_process_blocks_a_second_process(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_run_lock_creates_a_missing_run_folder(tmp_path):
-    from gan_cli.runlock import RunLock
+    from gan_cli.runs.lock import RunLock
 
     run = tmp_path / "a" / "b" / "run"
     with RunLock(run):
@@ -509,7 +509,7 @@ def test_run_lock_creates_a_missing_run_folder(tmp_path):
 READ_ONLY_PROBE = """
 import sys
 from gan_cli.config import UserError
-from gan_cli.runlock import RunLock
+from gan_cli.runs.lock import RunLock
 for run in sys.argv[1:]:
     try:
         RunLock(run).acquire()

@@ -11,7 +11,7 @@ from conftest import BIN, assert_figure, compose_train
 from hydra import compose, initialize_config_module
 
 from gan_cli.config import UserError
-from gan_cli.sweep import summarize
+from gan_cli.cli.sweep import summarize
 
 # Subprocesses run single-threaded: on a shared 2-core machine two OpenMP threads per process
 # made small matmuls ~100x slower (measured).
@@ -124,7 +124,7 @@ def test_quality_report_correlates_each_runs_estimate_with_fid(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     run = tmp_path_factory.mktemp("trunc") / "run"
     # 400 steps (about 20 s on one thread): the generator must be good enough to have recall to lose
@@ -157,7 +157,7 @@ def test_truncation_report_recall_falls_as_psi_falls_for_both_kinds(digits_run):
 
 @pytest.mark.slow
 def test_gan_eval_truncation_kind_both_writes_one_table_and_figure(digits_run, tmp_path):
-    from gan_cli.evaluate import evaluate
+    from gan_cli.cli.evaluate import evaluate
 
     rep = evaluate(compose_eval(f"ckpt={digits_run}", "truncation.kind=both", "truncation.sweep=[1.0,0.3]",
                                 "metrics.num_samples=300", f"out={tmp_path}", "device=cpu"))

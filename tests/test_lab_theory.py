@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_module
 
 from gan_cli.config import UserError
 from gan_cli.lab import disjoint, fdiv
-from gan_cli.results import Job
+from gan_cli.runs.results import Job
 
 C, S = (-2.0, 2.0), 0.5  # the shipped mog1d target
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
@@ -381,7 +381,7 @@ def test_fdiv_report_rejects_other_experiments(tmp_path):
 @pytest.mark.slow
 def test_cli_sweeps_and_gan_eval_reports(tmp_path):
     """The documented commands end to end (shrunk): gan-train -m experiment=... then gan-eval sweep=."""
-    from gan_cli.sweep import TB_DIR
+    from gan_cli.cli.sweep import TB_DIR
 
     def sh(*args, timeout=400):
         r = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=tmp_path, capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""Launchers: joblib's per-job device and threads (gan_cli.launch), the submitit presets, real 2-job sweeps."""
+"""Launchers: joblib's per-job device and threads (gan_cli.cli.launch), the submitit presets, real 2-job sweeps."""
 import json
 import os
 import re
@@ -9,7 +9,7 @@ import torch
 from conftest import BIN, compose_train
 from omegaconf import OmegaConf
 
-from gan_cli.launch import configure_job, job_device, job_threads, launcher_kind, parallel_jobs
+from gan_cli.cli.launch import configure_job, job_device, job_threads, launcher_kind, parallel_jobs
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
@@ -133,9 +133,10 @@ def test_a_requeued_slurm_job_continues_its_run(tmp_path, one_torch_thread):
     there is continued from its newest checkpoint; a first start, a finished run or no checkpoint are not."""
     import shutil
 
-    from gan_cli import checkpoint as ck
-    from gan_cli.launch import requeued_run
-    from gan_cli.train import train
+
+    from gan_cli.files import write_json
+    from gan_cli.cli.launch import requeued_run
+    from gan_cli.cli.train import train
 
     run = tmp_path / "job"
     cfg = compose_train("model=gan", "data=ring8", "steps=4", "log_every=2", "ckpt_every=2", "image_every=0",
@@ -144,7 +145,7 @@ def test_a_requeued_slurm_job_continues_its_run(tmp_path, one_torch_thread):
     requeue = {"SLURM_RESTART_COUNT": "1"}
     assert not requeued_run(run, requeue)  # completed: nothing to continue
     (run / "checkpoints" / "step_00000004.pt").unlink()  # as if SIGTERM had come after step 2
-    ck.write_json(run / "status.json", {"state": "interrupted", "step": 2})
+    write_json(run / "status.json", {"state": "interrupted", "step": 2})
     assert requeued_run(run, requeue) and not requeued_run(run, {}) and not requeued_run(run, {"SLURM_RESTART_COUNT": "0"})
     empty = tmp_path / "empty"
     shutil.copytree(run, empty)

@@ -10,7 +10,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,9 @@ import numpy as np
 import pytest
 from conftest import BIN, compose_train
 
-from gan_cli import checkpoint as ck
+from gan_cli.runs import checkpoint as ck
+
+from gan_cli.files import read_json
 
 TINY = ["steps=10", "log_every=5", "ckpt_every=5", "image_every=0", "estimate_batch=64", "data.batch_size=64",
         "net.hidden=32", "device=cpu", "progress=false"]
@@ -115,7 +116,7 @@ def test_signal_during_the_final_evaluation_keeps_the_run_and_resumes(sig, code,
 
 
 def test_a_second_signal_exits_at_once_without_a_traceback():
-    from gan_cli.loop import graceful_signals
+    from gan_cli.training.loop import graceful_signals
 
     state = {}
     with graceful_signals(state):
@@ -148,12 +149,12 @@ def test_a_second_resume_of_a_running_run_is_refused_naming_the_holder(tmp_path)
     first = subprocess.Popen([str(BIN / "gan-train"), f"resume={run}", "steps=100000"], cwd=tmp_path, env=_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (ck.read_json(run / "status.json") or {}).get("pid") == first.pid, first)
+        _wait_for(lambda: (read_json(run / "status.json") or {}).get("pid") == first.pid, first)
         line = _one_error_line(_run([f"resume={run}", "steps=100000"], tmp_path))
         assert f"in use by another gan-train (pid {first.pid})" in line
         assert len(list(run.glob(".hydra_resume_*"))) == 1  # only the first one's record
         # status.json follows the training step by step
-        _wait_for(lambda: (ck.read_json(run / "status.json") or {}).get("step", 0) >= 20, first)
+        _wait_for(lambda: (read_json(run / "status.json") or {}).get("step", 0) >= 20, first)
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
@@ -280,7 +281,7 @@ def test_a_run_that_fails_before_its_first_step_says_so_in_its_folder(tmp_path):
 
 
 def test_skip_mode_does_not_suggest_skip_mode(tmp_path):
-    from gan_cli.loop import Diverged, Trainer
+    from gan_cli.training.loop import Diverged, Trainer
 
     for mode, says in (("stop", True), ("skip", False)):
         tr = Trainer(compose_train(f"guard.on_nonfinite={mode}", tmp_path=tmp_path), tmp_path)

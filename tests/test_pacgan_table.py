@@ -8,9 +8,9 @@ import torch
 from conftest import compose_train
 
 from gan_cli.build import build_data, build_nets, plain_config
-from gan_cli.lab.pacgan_table import PAPER, mean_se, row_label, summarize
+from gan_cli.lab.pacgan_table import PAPER, mean_se, row_label
 from gan_cli.nets.pacgan import LinearMaxout, PacGANDiscriminator, PacGANGenerator
-from gan_cli.results import Job
+from gan_cli.runs.results import Job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -87,7 +87,7 @@ def test_mean_and_standard_error_and_the_papers_rows():
 
 def test_grid25_best_composes_runs_a_few_steps_and_the_report_tabulates_it(tmp_path):
     from gan_cli.lab.pacgan_table import report
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     jobs = []
     for seed in (0, 1):
@@ -111,7 +111,7 @@ def test_grid25_best_composes_runs_a_few_steps_and_the_report_tabulates_it(tmp_p
 def test_grid25_best_reaches_the_goal_on_a_seed(tmp_path):
     """The preset as shipped (3,000 steps; about 50 CPU s at one thread): all 25 modes and >= 90 % high-quality
     samples of the EMA generator on 2,500 samples.  Seed 3, one of the five in the README's table."""
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     res = train(compose_train("experiment=grid25_best", "seed=3", "device=cpu", tmp_path=tmp_path))
     m = res["metrics"]

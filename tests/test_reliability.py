@@ -3,7 +3,7 @@
 Every test injects one fault and checks what the tool does.  Where the point is about the
 process (exit codes, signals, stderr) the real ``gan-train`` runs as a subprocess; a few runs
 go through a small wrapper script that patches one function (``torch.save``, an objective's
-``d_loss``) and then calls ``gan_cli.train.main()`` exactly as the console script does -- no
+``d_loss``) and then calls ``gan_cli.cli.train.main()`` exactly as the console script does -- no
 test hooks live in the package.  Independent subprocesses run concurrently to keep the file
 fast on two CPU cores.
 """
@@ -24,7 +24,9 @@ import pytest
 import torch
 from conftest import BIN, compose_train, scalar_tags
 
-from gan_cli import checkpoint as ck
+from gan_cli.runs import checkpoint as ck
+
+from gan_cli.files import atomic_write_bytes
 from gan_cli.config import UserError
 
 GAN_TRAIN = str(BIN / "gan-train")
@@ -83,7 +85,7 @@ def _wrapper(tmp_path: Path, patch: str) -> Path:
     w = tmp_path / "wrapped_gan_train.py"
     w.write_text(
         "import sys\n" + textwrap.dedent(patch)
-        + "\nfrom gan_cli.train import main\nsys.argv[0] = 'gan-train'\nmain()\n"
+        + "\nfrom gan_cli.cli.train import main\nsys.argv[0] = 'gan-train'\nmain()\n"
     )
     return w
 
@@ -217,9 +219,9 @@ def test_crash_inside_atomic_write_keeps_previous_file(tmp_path):
         raise KeyboardInterrupt  # e.g. a second Ctrl-C in the middle of the write
 
     with pytest.raises(KeyboardInterrupt):
-        ck.atomic_write_bytes(good, dies_half_way)  # overwrite of the same name
+        atomic_write_bytes(good, dies_half_way)  # overwrite of the same name
     with pytest.raises(KeyboardInterrupt):
-        ck.atomic_write_bytes(ck.ckpt_path(run, 10), dies_half_way)
+        atomic_write_bytes(ck.ckpt_path(run, 10), dies_half_way)
     assert good.read_bytes() == before
     _no_tmp_files(run)
     assert ck.list_checkpoints(run) == [good]
@@ -309,7 +311,7 @@ def test_divergence_stops_with_one_line_exit_2_and_keeps_last_good_checkpoint(tm
 
 def test_skip_mode_skips_bad_steps_and_completes(tmp_path, monkeypatch):
     from gan_cli.objectives import NSGAN
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     real, calls = NSGAN.d_loss, [0]
 
@@ -345,7 +347,7 @@ class _Evil:
 
 
 def _real_checkpoint(tmp_path_factory) -> Path:
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     run = tmp_path_factory.mktemp("small")
     train(compose_train(*[a for a in BASE if not a.startswith("steps")], "steps=5", tmp_path=run))
@@ -388,7 +390,7 @@ def _bad_checkpoints(good: Path, root: Path) -> dict[str, tuple[Path, str, Path 
 
 
 def test_bad_checkpoints_are_refused_in_process(good_ckpt, tmp_path):
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     cases = _bad_checkpoints(good_ckpt, tmp_path)
     for name, (run, words, marker) in cases.items():
@@ -405,7 +407,7 @@ def test_bad_checkpoints_are_refused_in_process(good_ckpt, tmp_path):
         if marker is not None:
             assert not marker.exists(), "unpickling ran code from the checkpoint"
     # gan-eval-like use: a Trainer built for another architecture refuses a checkpoint
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     cfg = compose_train(*[a for a in BASE if not a.startswith("net.hidden")], "net.hidden=16", tmp_path=tmp_path)
     with pytest.raises(UserError) as e:
@@ -537,7 +539,7 @@ def test_ctrl_c_stops_the_whole_sweep(tmp_path):
 
 
 def test_old_checkpoints_are_rotated(tmp_path):
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     cfg = compose_train(*[a for a in BASE if not a.startswith("steps")], "steps=20", "keep_ckpts=2", tmp_path=tmp_path)
     train(cfg)
@@ -549,7 +551,7 @@ def test_disk_full_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch
     """ENOSPC half-way through writing step 10's checkpoint (and, the disk being full, through
     writing status.json too): one UserError line naming the kept checkpoint, no temp file left,
     and a resume once there is room finishes the run."""
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     real_save, full = torch.save, [False]
 

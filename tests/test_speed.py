@@ -1,4 +1,4 @@
-"""The speed path (gan_cli.speed, ``speed.*``): each switch on the CPU, agreement with float32, the
+"""The speed path (gan_cli.training.speed, ``speed.*``): each switch on the CPU, agreement with float32, the
 gradient penalty under torch.compile, bad combinations refused, and no host sync in the hot loop.
 
 Tolerances (stated, measured on the CPU with margin):
@@ -24,7 +24,7 @@ from torch import nn
 from gan_cli.config import SpeedConfig, UserError
 from gan_cli.objectives.base import inner_grad_scale, input_grad
 from gan_cli.objectives.wgan import WGANGP, gradient_penalty
-from gan_cli.speed import compiler_missing, resolve
+from gan_cli.training.speed import compiler_missing, resolve
 
 PKG = Path(__file__).resolve().parents[1] / "gan_cli"
 CUDA = torch.cuda.is_available()
@@ -35,7 +35,7 @@ def speed_cfg(**kw):
 
 
 def trainer(tmp_path, *overrides, device="cpu"):
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     cfg = compose_train(*overrides, f"device={device}", "metrics=none", "image_every=0", tmp_path=tmp_path)
     return Trainer(cfg, tmp_path)
@@ -156,7 +156,7 @@ def test_exact_switches_agree_with_the_default(tmp_path, override, one_torch_thr
 
 def test_resume_reapplies_the_optimizer_choice(tmp_path, one_torch_thread):
     """Optimizer.load_state_dict takes fused/foreach from the saved groups: the speed path puts the plan back."""
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     tr = trainer(tmp_path / "a", "speed.optimizer=fused", "model.n_critic=1", "data.batch_size=16")
     tr.train_step(False)
@@ -351,7 +351,7 @@ def test_the_recorder_sees_the_skip_guard_sync(tmp_path, monkeypatch, one_torch_
                  "steps=2", "log_every=2", "estimate_batch=16")
     import inspect
 
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     lines, first = inspect.getsourcelines(Trainer._skip_bad)
     where = {f"loop.py:{n}" for n in range(first, first + len(lines))}

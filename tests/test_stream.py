@@ -205,7 +205,7 @@ def test_auto_streams_when_the_budget_is_small_and_says_so(tmp_path, caplog):
 
 
 def test_the_default_budget_is_a_quarter_of_the_device_memory():
-    from gan_cli.data.images import device_budget
+    from gan_cli.data.placement import device_budget
 
     budget, how = device_budget("cpu")
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -229,7 +229,7 @@ def test_the_real_feature_cache_is_shared_by_both_paths():
 
 def test_an_image_folder_is_sized_without_decoding(tmp_path, monkeypatch):
     """The choice needs the file count only: no image is decoded until a batch is asked for."""
-    from gan_cli.data import images as images_mod
+    from gan_cli.data import folder as images_mod
 
     folder = _folder(tmp_path)
     calls = []
@@ -256,7 +256,7 @@ def test_bad_loader_values_are_refused_in_one_line(tmp_path, key, value, needle)
 
 def test_bad_values_from_the_command_line(tmp_path):
     """gan-train's composed config: a bad value is the same one line, before the run starts."""
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     folder = _folder(tmp_path)
     cfg = compose_train("data=image_folder", f"data.path={folder}", "data.num_workers=-3", tmp_path=tmp_path / "run")
@@ -309,7 +309,7 @@ TINY = ["data=image_folder", "data.image_size=8", "data.channels=1", "data.batch
 
 
 def _last_state(run_dir):
-    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
 
     return load_checkpoint(list_checkpoints(run_dir)[-1])
 
@@ -318,8 +318,8 @@ def test_gan_train_streams_a_folder_and_resumes_exactly(tmp_path, one_torch_thre
     """A short gan-train run streams an image folder (tiny budget, 1 worker) to the end; interrupted at step 3
     and resumed, it ends with the weights of the uninterrupted run (the sampler's batch count is in the
     checkpoint)."""
-    from gan_cli.loop import Interrupted, Trainer
-    from gan_cli.train import train
+    from gan_cli.training.loop import Interrupted, Trainer
+    from gan_cli.cli.train import train
 
     folder = _folder(tmp_path)
     args = [*TINY, f"data.path={folder}", "data.memory_budget_gb=1e-6", "data.num_workers=1", "steps=6",

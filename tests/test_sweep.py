@@ -10,7 +10,7 @@ import pytest
 from conftest import BIN, assert_figure
 
 from gan_cli.config import UserError
-from gan_cli.sweep import collect, summarize
+from gan_cli.cli.sweep import collect, summarize
 
 # Subprocesses run single-threaded: on a shared 2-core machine two OpenMP threads per process
 # made small matmuls ~100x slower (measured), and the jobs here are tiny anyway.
@@ -134,7 +134,7 @@ def test_gan_eval_sweep_cli(sweep_dir, tmp_path):
 def test_sweep_and_ckpt_together_is_a_user_error(sweep_dir):
     from hydra import compose, initialize_config_module
 
-    from gan_cli.evaluate import evaluate
+    from gan_cli.cli.evaluate import evaluate
 
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
         cfg = compose("eval", overrides=[f"sweep={sweep_dir}", f"ckpt={sweep_dir}"])

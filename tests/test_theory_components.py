@@ -281,7 +281,7 @@ def _tiny_g():
 
 
 def test_ema_update_math_and_buffers():
-    from gan_cli.ema import EMA
+    from gan_cli.training.ema import EMA
 
     G = _tiny_g()
     ema = EMA(G, 0.9, rampup=False)
@@ -309,7 +309,7 @@ COMBO = ["model=hinge", "model.r1_gamma=1.0", "model.r1_every=3", "model.instanc
 
 
 def _last_state(run_dir):
-    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
 
     return load_checkpoint(list_checkpoints(run_dir)[-1])
 
@@ -318,8 +318,8 @@ def test_resume_restores_ema_lazy_r1_and_noise_schedule_bit_identically(tmp_path
     import os
     import signal
 
-    from gan_cli.loop import Interrupted, Trainer
-    from gan_cli.train import train
+    from gan_cli.training.loop import Interrupted, Trainer
+    from gan_cli.cli.train import train
 
     full, part = tmp_path / "full", tmp_path / "part"
     train(compose_train(*COMBO, tmp_path=full))
@@ -348,10 +348,10 @@ def test_evaluation_and_gan_eval_sample_from_the_ema_generator(tmp_path, one_tor
     from hydra import compose, initialize_config_module
 
     from gan_cli.build import build_data, build_nets, load_config, load_generator
-    from gan_cli.checkpoint import list_checkpoints
-    from gan_cli.evaluate import evaluate
+    from gan_cli.runs.checkpoint import list_checkpoints
+    from gan_cli.cli.evaluate import evaluate
     from gan_cli.metrics.evaluator import generator_sampler
-    from gan_cli.train import train
+    from gan_cli.cli.train import train
 
     run = tmp_path / "run"
     res = train(compose_train("ema.beta=0.8", "steps=8", "log_every=4", "image_every=0", "estimate_batch=64",
@@ -412,7 +412,7 @@ def test_instance_noise_on_both_inputs_annealed_linearly_and_in_g_loss():
 
 def test_pack_builds_d_for_m_concatenated_samples_and_trains(tmp_path):
     from gan_cli.build import build_data, build_nets
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
     from gan_cli.nets.pack import Packed
 
     cfg = compose_train("net=mlp", "model.pack=4", "data.batch_size=32", "net.hidden=16")
@@ -477,7 +477,7 @@ def test_unrolled_generator_gradient_matches_finite_differences():
 
 
 def test_unroll_lr_defaults_to_ds_learning_rate_and_trains(tmp_path):
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
 
     assert _built("model=wgan_gp", "model.unroll_steps=2").unroll_lr == 1e-4
     tr = Trainer(compose_train("model.unroll_steps=2", "net.hidden=16", "estimate_batch=64", tmp_path=tmp_path), tmp_path)

@@ -2,7 +2,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,8 @@ import torch
 from conftest import BIN, compose_train, scalar_tags
 from idx import fake_mnist, write_mnist_raw
 
-from gan_cli.loop import Trainer
-from gan_cli.train import train
+from gan_cli.training.loop import Trainer
+from gan_cli.cli.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -183,7 +182,7 @@ def test_fashion_mnist_run_writes_image_grid(tmp_path):
 
 
 def _weights(run_dir):
-    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
 
     return load_checkpoint(list_checkpoints(run_dir)[-1])
 
@@ -203,7 +202,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, setup, tag):
     # loop write a checkpoint at step 5 and stop.
     import signal
 
-    from gan_cli.loop import Interrupted
+    from gan_cli.training.loop import Interrupted
 
     tr = Trainer(compose_train(*common, "ckpt_every=0", tmp_path=part), part)
 
@@ -302,7 +301,7 @@ def test_trainer_tells_scheduled_modules_the_fraction_of_training_done(tmp_path)
     """net.fourier's fade-in follows the step count: before step i (0-based) of n, a = ramp(i / (n - 1)); with
     packing the features see the packed input.  The fraction comes from the step count alone, so a resumed run
     (which restores the step) gets the same."""
-    from gan_cli.loop import Trainer
+    from gan_cli.training.loop import Trainer
     from gan_cli.nets.mlp import FourierFeatures
 
     cfg = compose_train("net=mlp", "net.hidden=16", "net.fourier=8", "net.fourier_from=0.25", "net.fourier_to=0.75",
@@ -325,9 +324,9 @@ def test_parametric_generator_with_ema_logs_both_and_the_fdiv_lab_reads_the_ema_
     EMA G, which evaluations sample from); the f-divergence lab reports the EMA one."""
     import math
 
-    from gan_cli.checkpoint import list_checkpoints, load_checkpoint
+    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
     from gan_cli.lab.fdiv import _learned
-    from gan_cli.results import Job
+    from gan_cli.runs.results import Job
 
     cfg = compose_train("model=fgan", "data=mog1d", "net=gaussian", "net.hidden=8", "ema.beta=0.9", "steps=6",
                         "log_every=3", "image_every=0", "metrics=none", tmp_path=tmp_path)

@@ -2,7 +2,8 @@
 
 Each YAML in ``conf/data/`` names a factory with ``_target_`` (:mod:`gan_cli.data.toy`: ``ring``,
 ``grid``, ``mixture1d``, ``lines``; :mod:`gan_cli.data.images`: ``mnist``, ``fashion_mnist``,
-``cifar10``, ``digits``, ``image_folder``); :func:`gan_cli.build.build_data` calls it.  A factory
+``cifar10``, ``digits``, ``image_folder``: stored sets from :mod:`.download`, folders from :mod:`.folder`);
+:func:`gan_cli.build.build_data` calls it.  A factory
 returns a :class:`DataSource` whose ``sample(n, generator)`` gives a float32 tensor
 ``(n, *info.shape)`` on the device.  Image sources are an :class:`ImageSource` (the whole split as one
 uint8 tensor ``images`` (N, C, H, W) on the device) or, for data beyond ``data.memory_budget_gb``, a

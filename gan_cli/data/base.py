@@ -52,3 +52,10 @@ class DataSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.info.name}, shape={self.info.shape}, device={self.device})"
+
+
+def short_error(err: BaseException) -> str:
+    """The last non-empty line of an exception's text (torchvision's messages span lines), at most 160 characters."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -1,10 +1,10 @@
 """Streaming image data: a torch ``DataLoader`` for image sets that do not fit the device memory budget.
 
-:class:`StreamSource` is the streaming twin of :class:`gan_cli.data.images.ImageSource` (the on-device
-uint8 tensor); :mod:`gan_cli.data.images` picks one of the two (``data.loader=auto|tensor|stream``) and
+:class:`StreamSource` is the streaming twin of :class:`gan_cli.data.placement.ImageSource` (the on-device
+uint8 tensor); :mod:`gan_cli.data.placement` picks one of the two (``data.loader=auto|tensor|stream``) and
 gives it a map-style data set whose ``__getitems__(indices)`` returns one uint8 batch ``(k, C, H, W)``:
-image files decoded, or stored arrays resized (:class:`~gan_cli.data.images.FolderImages`,
-:class:`~gan_cli.data.images.StoredImages`).  Those batches are made in ``num_workers`` worker processes
+image files decoded, or stored arrays resized (:class:`~gan_cli.data.folder.FolderImages`,
+:class:`~gan_cli.data.placement.StoredImages`).  Those batches are made in ``num_workers`` worker processes
 (decoding off the main process), pinned when the device is CUDA and copied with ``non_blocking``; the
 workers are persistent and each uses one torch thread.  The uint8 -> [-1, 1] mapping happens on the
 device, as in the tensor path, so equal uint8 images give equal float batches.

@@ -10,7 +10,7 @@ How to register an experiment: add one line to ``REPORTS`` below,
 experiment is summarised, so one broken module cannot break the others; a callable also works).
 The function's contract::
 
-    def report(jobs: list[gan_cli.sweep.Job], out_dir: pathlib.Path, writer, cfg=None) -> dict
+    def report(jobs: list[gan_cli.cli.sweep.Job], out_dir: pathlib.Path, writer, cfg=None) -> dict
         # jobs: every job of the sweep, failed ones included (job.ok tells; job.config is the
         #       job's .hydra/config.yaml as a plain dict, job.results its results.json or None,
         #       job.dir its folder, job.overrides {key: value} of its command-line overrides,

@@ -118,7 +118,7 @@ def _md(display: list[dict]) -> str:
 
 def _write(out_dir: Path, name: str, numeric, display, caption, fig, writer) -> list[str]:
     from gan_cli import viz
-    from gan_cli.results import write_csv
+    from gan_cli.runs.results import write_csv
 
     files = [out_dir / f"{name}.csv", out_dir / f"{name}.md", out_dir / f"{name}.png"]
     write_csv(files[0], numeric, list(dict.fromkeys(k for r in numeric for k in r)))

@@ -243,7 +243,7 @@ def _learned(job) -> tuple[float, float]:
     path = job.checkpoint
     if path is None:
         return math.nan, math.nan
-    from gan_cli.checkpoint import load_checkpoint
+    from gan_cli.runs.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     g = state.get("generator_ema") or state["generator"]
@@ -496,7 +496,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """fdiv.csv / fdiv.md (learned vs exact (mu, sigma) per divergence) and fdiv.png; the figure and the
     table also go to TensorBoard (``lab/fdiv``)."""
     from gan_cli import viz
-    from gan_cli.results import write_csv
+    from gan_cli.runs.results import write_csv
 
     numeric, display, (centers, std) = collect_rows(jobs)
     out_dir = Path(out_dir)

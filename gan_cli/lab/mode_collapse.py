@@ -137,7 +137,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """mode_collapse.csv (mean/std over seeds per model) and mode_collapse.png (scatter per model)."""
     from gan_cli import viz
     from gan_cli.config import UserError
-    from gan_cli.results import write_csv
+    from gan_cli.runs.results import write_csv
 
     if not any(j.ok for j in jobs):
         raise UserError(f"{out_dir}: no completed job to report on (see sweep_summary.csv for the errors).")

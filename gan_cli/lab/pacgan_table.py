@@ -120,7 +120,7 @@ def summarize(jobs) -> tuple[list[dict], list[dict]]:
 def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     """pacgan_table.md / pacgan_table.csv (the name of the sweep's experiment: grid25_best.md for those)."""
     from gan_cli.config import UserError
-    from gan_cli.results import markdown_table, write_csv
+    from gan_cli.runs.results import markdown_table, write_csv
 
     numeric, display = summarize(jobs)
     if not numeric:

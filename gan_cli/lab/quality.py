@@ -29,10 +29,10 @@ import numpy as np
 
 def curves(run_dir: Path) -> dict:
     """{"steps", "fid", "est_steps", "est", "fid_key", "est_key"} from a run's scalars.jsonl and metrics.jsonl."""
-    from gan_cli import runlog
+    from gan_cli.runs import records
 
-    hist = runlog.read(Path(run_dir) / runlog.SCALARS)
-    mhist = runlog.read(Path(run_dir) / runlog.METRICS)
+    hist = records.read(Path(run_dir) / records.SCALARS)
+    mhist = records.read(Path(run_dir) / records.METRICS)
     est_key = next((k for h in hist for k in h if k.startswith("estimate/")), None)
     fid_key = next((k for m in mhist for k in sorted(m) if k.startswith("fid")), None)
     est = [(h["step"], h[est_key]) for h in hist if est_key in h]
@@ -84,7 +84,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     import matplotlib.pyplot as plt
 
     from gan_cli.config import UserError
-    from gan_cli.results import write_csv
+    from gan_cli.runs.results import write_csv
 
     done = [j for j in jobs if j.ok and j.checkpoint is not None]
     if not done:

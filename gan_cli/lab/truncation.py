@@ -139,7 +139,7 @@ def columns(rows_: list[dict], lead=("kind", "psi")) -> list[str]:
 
 def write(out_dir: Path, rows_: list[dict], lead=("kind", "psi")) -> Path:
     """``truncation.csv`` in ``out_dir`` (the one schema: :func:`columns`)."""
-    from gan_cli.results import write_csv
+    from gan_cli.runs.results import write_csv
 
     path = Path(out_dir) / "truncation.csv"
     write_csv(path, rows_, columns(rows_, lead))

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from gan_cli.checkpoint import NotARegularFile, atomic_write_bytes, open_regular  # shared with checkpoints
+from gan_cli.files import NotARegularFile, atomic_write_bytes, open_regular
 
 #: bump when the meaning of cached arrays changes (e.g. a different stats convention)
 CACHE_VERSION = 1

@@ -180,7 +180,7 @@ class Evaluator:
     # -- one evaluation ----------------------------------------------------------
     @property
     def chunk(self) -> int:
-        """How many samples ``fake`` asks ``sample_fn`` for at a time (gan_cli.dist shares the chunks out)."""
+        """How many samples ``fake`` asks ``sample_fn`` for at a time (gan_cli.training.dist shares the chunks out)."""
         return 1000 if self.inputs == "points" else int(self.cfg.feature_batch)
 
     def fake(self, sample_fn: Callable[[int], torch.Tensor], n: int):
@@ -220,7 +220,7 @@ class Evaluator:
 def eval_latents(latent_dim: int, device, seed: int, kind: str = "none", psi: float = 1.0):
     """``draw(k)``: the next ``k`` latents of ``seed``'s eval stream (optionally truncated,
     :mod:`gan_cli.truncation`).  The one source of evaluation latents: one process
-    (:func:`generator_sampler`) and N ranks (:func:`gan_cli.dist.evaluate`) score the same samples."""
+    (:func:`generator_sampler`) and N ranks (:func:`gan_cli.training.dist.evaluate`) score the same samples."""
     from gan_cli.truncation import truncated_noise
 
     gen = seeds.generator(seed, "eval", device)

@@ -4,7 +4,7 @@ Folder against folder reads every image at its own size, as pytorch-fid (``pytho
 torch-fidelity (``fidelity --input1 A --input2 B``) and clean-fid (``compute_fid(A, B)``) do:
 ``PIL.Image.open(f).convert("RGB")`` (grey repeated to RGB, an alpha channel dropped), uint8, then the
 extractor's preprocessing mode resizes to 299.  Files are listed as the data loader lists them
-(:func:`gan_cli.data.images.list_images`: sorted by relative path, subfolders included), so that the
+(:func:`gan_cli.data.folder.list_images`: sorted by relative path, subfolders included), so that the
 shuffles of IS and the subsets of KID draw the same images as torch-fidelity for a flat folder.
 
 Statistics files are pytorch-fid's ``--save-stats`` format: an ``.npz`` with ``mu`` (d,) and ``sigma``
@@ -26,7 +26,7 @@ from gan_cli.config import UserError
 
 def image_files(folder, option: str = "folder") -> list[str]:
     """The image files of ``folder`` (sorted, recursive); one line when there are none."""
-    from gan_cli.data.images import IMAGE_EXTENSIONS, list_images
+    from gan_cli.data.folder import IMAGE_EXTENSIONS, list_images
 
     p = Path(str(folder)).expanduser()
     if not p.exists():
@@ -43,16 +43,18 @@ def image_files(folder, option: str = "folder") -> list[str]:
 
 def read_rgb(path: str) -> torch.Tensor:
     """One file -> uint8 (3, H, W) at its own size: ``Image.open(path).convert("RGB")`` (16-bit grey to 8 bits
-    first, :func:`gan_cli.data.images._to_8bit`)."""
+    first, :func:`gan_cli.data.folder._to_8bit`)."""
     from PIL import Image
 
-    from gan_cli.data.images import _open_regular, _short, _to_8bit
+    from gan_cli.data.base import short_error
+    from gan_cli.data.folder import _to_8bit
+    from gan_cli.files import open_regular
 
     try:
-        with _open_regular(path) as f, Image.open(f) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             arr = np.array(_to_8bit(im).convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise UserError(f"cannot read image file {path} ({_short(e)}): remove or replace it.") from None
+        raise UserError(f"cannot read image file {path} ({short_error(e)}): remove or replace it.") from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
@@ -80,7 +82,7 @@ def folder_features(extractor, files: list[str], batch: int = 500, device="cpu")
 # ----------------------------------------------------------------------------- statistics files
 def save_stats(path, mu: np.ndarray, sigma: np.ndarray, preprocess: Optional[str], n: int) -> Path:
     """Write pytorch-fid's format (``mu``, ``sigma``, float64) plus ``preprocess`` and ``n``, atomically."""
-    from gan_cli.checkpoint import atomic_write_bytes
+    from gan_cli.files import atomic_write_bytes
 
     p = Path(str(path)).expanduser()
     if p.suffix != ".npz":

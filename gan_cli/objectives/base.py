@@ -30,7 +30,7 @@ N(0, std^2) added to every input of D, real and fake, in D's loss and in G's (SÃ
 Unrolled GAN (``unroll_steps = K``, Metz et al. 2017): G's loss is taken against D after K differentiable
 D updates (:meth:`Objective.unrolled`); D's own step is the ordinary one.
 
-Speed path (:mod:`gan_cli.speed`): D may arrive as a ``torch.compile`` wrapper, which cannot take a double
+Speed path (:mod:`gan_cli.training.speed`): D may arrive as a ``torch.compile`` wrapper, which cannot take a double
 backward (aot_autograd); every input-gradient term (R1 here, the WGAN-GP penalty) and the unrolled steps go
 through :func:`eager` (the wrapper's ``_orig_mod``: same parameters and buffers) and :func:`input_grad`,
 which under fp16 autocast scales the inner backward by the GradScaler's scale and unscales its result.
@@ -226,7 +226,7 @@ _INNER_SCALE: ContextVar[Optional[Tensor]] = ContextVar("gan_cli_inner_grad_scal
 @contextmanager
 def inner_grad_scale(scale: Optional[Tensor]):
     """Within the block, :func:`input_grad` scales its inner backward by ``scale`` (set by
-    :meth:`gan_cli.speed.SpeedPath.autocast` under fp16; None: no scaling)."""
+    :meth:`gan_cli.training.speed.SpeedPath.autocast` under fp16; None: no scaling)."""
     token = _INNER_SCALE.set(scale)
     try:
         yield

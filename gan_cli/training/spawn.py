@@ -1,9 +1,9 @@
-"""Starting the ranks of a run on several processes and what ranks > 0 do (see :mod:`gan_cli.dist`).
+"""Starting the ranks of a run on several processes and what ranks > 0 do (see :mod:`gan_cli.training.dist`).
 
 :func:`start` (rank 0, after its checks) starts ranks 1..N-1 for ``dist.nproc=N`` with
 ``torch.multiprocessing`` (spawn), or uses torchrun's group, and sends every rank the resolved config,
 the run folder and the resume state; :func:`follow` is what every rank > 0 runs: it trains in step
-with rank 0 and writes nothing.  Kept apart from :mod:`gan_cli.dist` (the collectives the loop calls)
+with rank 0 and writes nothing.  Kept apart from :mod:`gan_cli.training.dist` (the collectives the loop calls)
 because it builds the loop's Trainer.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from gan_cli import dist
+from gan_cli.training import dist
 from gan_cli.config import UserError
 
 
@@ -67,7 +67,7 @@ def follow(ctx: dist.Context) -> int:
     """A rank > 0: receive rank 0's config and resume state, train in step with it, write nothing.
     Returns the exit code; a failure caused by another rank is left to rank 0 to report."""
     from gan_cli.build import load_config
-    from gan_cli.loop import Diverged, Interrupted, Trainer
+    from gan_cli.training.loop import Diverged, Interrupted, Trainer
 
     try:
         payload = ctx.from_main(None)

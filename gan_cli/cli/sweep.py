@@ -25,10 +25,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from gan_cli import checkpoint as ck
+
+from gan_cli.files import write_json
 from gan_cli.config import UserError
-from gan_cli.results import TB_DIR, Job, _is_number, _json_safe, collect, fmt, markdown_table, print_rows, write_csv
-from gan_cli.search import best_job, read_study
+from gan_cli.runs.results import TB_DIR, Job, _is_number, _json_safe, collect, fmt, markdown_table, print_rows, write_csv
+from gan_cli.cli.search import best_job, read_study
 
 SUMMARY = "sweep_summary"
 # columns left out of the printed table (kept in CSV/JSON)
@@ -196,7 +197,7 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
 
     files = [folder / f"{SUMMARY}.csv", folder / f"{SUMMARY}.json"]
     write_csv(files[0], rows, columns)
-    ck.write_json(files[1], {"sweep": str(folder), "swept": swept, "common_overrides": common, "sort_by": sort_by,
+    write_json(files[1], {"sweep": str(folder), "swept": swept, "common_overrides": common, "sort_by": sort_by,
                              "columns": columns, "jobs": [_json_safe(r) for r in rows],
                              "preprocess": {str(j.num): m for j, m in _job_modes(jobs)}, "study": study})
     n_ok = sum(j.ok for j in jobs)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Iterator
+
+from gan_cli.files import append_line, atomic_write_text
 
 SCALARS = "scalars.jsonl"
 METRICS = "metrics.jsonl"
@@ -22,11 +23,7 @@ def _clean(v):
 
 def append(path: Path, record: dict) -> None:
     """Append one JSON line and flush it to disk."""
-    line = json.dumps({k: _clean(v) for k, v in record.items()}, sort_keys=False) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    append_line(path, json.dumps({k: _clean(v) for k, v in record.items()}, sort_keys=False) + "\n")
 
 
 def read(path: Path) -> list[dict]:
@@ -50,8 +47,6 @@ def _lines(path: Path) -> Iterator[dict]:
 
 def trim(path: Path, max_step: int) -> None:
     """Keep only the lines with ``step <= max_step`` (atomically)."""
-    from gan_cli.checkpoint import atomic_write_text
-
     path = Path(path)
     if not path.exists():
         return

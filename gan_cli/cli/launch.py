@@ -92,7 +92,9 @@ def requeued_run(run_dir, env=None) -> bool:
     checkpoint: the job then continues that run (``resume=<its folder>``) instead of refusing the folder."""
     from pathlib import Path
 
-    from gan_cli import checkpoint as ck
+    from gan_cli.runs import checkpoint as ck
+
+    from gan_cli.files import read_json
 
     env = os.environ if env is None else env
     try:
@@ -102,5 +104,5 @@ def requeued_run(run_dir, env=None) -> bool:
     run_dir = Path(run_dir)
     if restarts < 1 or not ck.list_checkpoints(run_dir):
         return False
-    state = (ck.read_json(run_dir / "status.json") or {}).get("state")
+    state = (read_json(run_dir / "status.json") or {}).get("state")
     return state in REQUEUE_STATES

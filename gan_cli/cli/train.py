@@ -17,9 +17,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli import checkpoint as ck
+from gan_cli.runs import checkpoint as ck
+
+from gan_cli.files import probe_writable, read_json, write_json
 from gan_cli.config import UserError, register_configs
-from gan_cli.hints import resume_command, shell_path
+from gan_cli.runs.hints import resume_command, shell_path
 
 register_configs()
 
@@ -92,11 +94,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     ``cfg.out_dir`` (or Hydra's run folder) receives checkpoints, TensorBoard events,
     ``status.json``, ``scalars.jsonl``, ``metrics.jsonl`` and ``results.json``.
     ``cfg.resume=<run folder>`` continues that run from its newest loadable checkpoint.
-    One process writes a run folder at a time (an OS lock, :mod:`gan_cli.runlock`).
-    Several processes (``dist.nproc=N`` or torchrun, :mod:`gan_cli.dist`): this process is rank 0 and
+    One process writes a run folder at a time (an OS lock, :mod:`gan_cli.runs.lock`).
+    Several processes (``dist.nproc=N`` or torchrun, :mod:`gan_cli.training.dist`): this process is rank 0 and
     writes, or a rank > 0 that trains in step with rank 0 and returns ``{"status": "follower", ...}``.
     """
-    from gan_cli import dist, spawn
+    from gan_cli.training import dist, spawn
 
     with dist.session(cfg) as ctx:
         if not ctx.is_main:  # torchrun's ranks > 0: rank 0 sends them the config and resume state
@@ -108,10 +110,10 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
 
 def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
-    from gan_cli import dist, spawn
+    from gan_cli.training import dist, spawn
     from gan_cli.build import plain_config
-    from gan_cli.loop import Diverged, Interrupted, Trainer
-    from gan_cli.runlock import RunLock
+    from gan_cli.training.loop import Diverged, Interrupted, Trainer
+    from gan_cli.runs.lock import RunLock
 
     resume_state = path = None
     if cfg.resume:
@@ -136,7 +138,7 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         trainer = Trainer(cfg, run_dir, resume_state, resume_from=path)
         run_dir.mkdir(parents=True, exist_ok=True)
         status = run_dir / "status.json"
-        ck.write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
+        write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
         try:
             with _progress(cfg, status) as progress, dist.failures(ctx, run_dir):
                 result = trainer.run(progress)
@@ -152,15 +154,15 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         except BaseException as e:
             _record(status, {"state": "failed", "step": trainer.step, "error": f"{type(e).__name__}: {e}"})
             raise
-        ck.write_json(run_dir / "results.json", result)
-        ck.write_json(status, {"state": "completed", "step": trainer.step})
+        write_json(run_dir / "results.json", result)
+        write_json(status, {"state": "completed", "step": trainer.step})
     _summary(cfg, result)
     return result
 
 
 def check_resume_steps(run_dir: Path, ckpt_step: int, steps: int) -> None:
     """Refuse a resume that has nothing to do: steps below the checkpoint's, or a completed run."""
-    state = (ck.read_json(run_dir / "status.json") or {}).get("state")
+    state = (read_json(run_dir / "status.json") or {}).get("state")
     if steps < ckpt_step or (steps == ckpt_step and state == "completed"):
         raise UserError(f"{run_dir} is already at step {ckpt_step}; pass steps greater than {ckpt_step} to continue "
                         f"({resume_command(run_dir)} steps={ckpt_step * 2}).")
@@ -169,7 +171,7 @@ def check_resume_steps(run_dir: Path, ckpt_step: int, steps: int) -> None:
 def _record(status: Path, obj: dict) -> None:
     """Write status.json on an error path, best effort: a full disk must not hide the error being reported."""
     try:
-        ck.write_json(status, obj)
+        write_json(status, obj)
     except OSError:
         pass
 
@@ -263,16 +265,16 @@ def _is_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """The task function: trains one run; returns ``optimized_metric`` when set (an Optuna study's
-    objective, :mod:`gan_cli.search`), else the run's divergence estimate."""
-    from gan_cli.launch import configure_job, requeued_run
-    from gan_cli.loop import Interrupted
+    objective, :mod:`gan_cli.cli.search`), else the run's divergence estimate."""
+    from gan_cli.cli.launch import configure_job, requeued_run
+    from gan_cli.training.loop import Interrupted
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     direction = None
     try:
         if cfg.optimized_metric:  # a wrong direction or metric is the whole study's error: checked before training
-            from gan_cli.search import check_direction
+            from gan_cli.cli.search import check_direction
 
             direction = check_direction(cfg.optimized_metric, OmegaConf.select(hc, "sweeper.direction", default=None))
     except UserError as e:
@@ -296,7 +298,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if not cfg.resume and status.parent.is_dir() and not holds_run(status.parent):  # failed before training: record why
             _record(status, {"state": "failed", "step": 0, "error": str(e)})
         if direction is not None and isinstance(e, TrainingDiverged) and _is_multirun():
-            from gan_cli.search import worst
+            from gan_cli.cli.search import worst
 
             print(f"gan-train: {e} (trial reported to the study as the worst value, {worst(direction)})", file=sys.stderr)
             return worst(direction)
@@ -310,7 +312,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         # the whole sweep instead of counting as one failed job and starting the next.
         sys.exit(128 + e.signum)
     if direction is not None:
-        from gan_cli.search import objective_value
+        from gan_cli.cli.search import objective_value
 
         try:
             value, why = objective_value(result, cfg.optimized_metric, direction)
@@ -342,7 +344,7 @@ def _precheck_resume(argv: list[str]):
         raise UserError(f"resume={value}: no such folder. Pass the run folder printed at the end of a gan-train run.")
     if not ck.list_checkpoints(folder):
         raise UserError(f"resume={value}: the folder holds no checkpoint (checkpoints/step_*.pt); start a new run instead.")
-    from gan_cli.runlock import RunLock
+    from gan_cli.runs.lock import RunLock
 
     check_resume_overrides({a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")})
     lock = RunLock(folder).acquire()
@@ -364,8 +366,6 @@ _PRECHECK_LOCK: dict = {}
 def _precheck_writable(argv: list[str]) -> None:
     """A fresh run's output folder (out_dir, hydra.run.dir / hydra.sweep.dir, else outputs/ or multirun/)
     must be writable: one line before Hydra or the training starts, instead of a traceback later."""
-    import tempfile
-
     multirun = any(a in ("-m", "--multirun") for a in argv)
     target = _argv_value(argv, "out_dir") or _argv_value(argv, "hydra.sweep.dir" if multirun else "hydra.run.dir")
     folder = Path(target or ("multirun" if multirun else "outputs")).expanduser().absolute()
@@ -374,18 +374,14 @@ def _precheck_writable(argv: list[str]) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"cannot write the run into {folder}: {probe} is not a folder; choose another out_dir.")
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".gan-train-probe-") as f:
-            f.write(b"\0" * 65536)  # a little space too: a full disk fails here, not after training
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
+    e = probe_writable(probe, ".gan-train-probe-")
+    if e is not None:
         raise UserError(f"cannot write the run into {folder} ({e.strerror or e} in {probe}): run from a folder you "
-                        f"can write to, or set out_dir=<a writable folder>.") from None
+                        f"can write to, or set out_dir=<a writable folder>.")
 
 
 def main() -> None:
-    from gan_cli.dist import env_rank
+    from gan_cli.training.dist import env_rank
 
     if env_rank():  # torchrun's ranks > 0 follow rank 0: no lock, no Hydra record or log file in the run folder
         sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]

@@ -20,14 +20,18 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli import checkpoint as ck
-from gan_cli import dist, runlog, seeds
-from gan_cli.hints import resume_command
+from gan_cli.runs import checkpoint as ck
+
+from gan_cli.files import read_json, write_json
+from gan_cli.training import dist
+from gan_cli.runs import records
+from gan_cli import seeds
+from gan_cli.runs.hints import resume_command
 from gan_cli.build import (build_data, build_evaluator, build_nets, build_objective, build_optimizer, flat_hparams,
                            latent_dim, pick_device, plain_config)
 from gan_cli.config import OnNonFinite, UserError, validate
-from gan_cli.ema import EMA
-from gan_cli.speed import SpeedPath
+from gan_cli.training.ema import EMA
+from gan_cli.training.speed import SpeedPath
 
 
 class Diverged(Exception):
@@ -110,7 +114,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume_from = resume_from  # the checkpoint file of resume_state, named in errors
-        self.ctx = dist.context()  # rank and world size (gan_cli.dist); rank 0 alone writes the run folder
+        self.ctx = dist.context()  # rank and world size (gan_cli.training.dist); rank 0 alone writes the run folder
         self.device = self.ctx.device(pick_device(cfg.device))
         # CPU kernels are deterministic for a fixed thread count already; turning on
         # torch.use_deterministic_algorithms there made matmuls ~40x slower (measured), so it
@@ -168,7 +172,7 @@ class Trainer:
         if direction(str(name)) is None:
             raise UserError(f"ckpt_best={name}: no registered metric says whether lower or higher is better; use a "
                             f"metric name such as fid, kid, w1, rkl, modes, precision or recall.")
-        saved = ck.read_json(ck.best_path(self.run_dir).with_suffix(".json")) or {}
+        saved = read_json(ck.best_path(self.run_dir).with_suffix(".json")) or {}
         return {"name": str(name), "direction": direction(str(name)), "value": saved.get("value"),
                 "key": saved.get("key")}
 
@@ -182,7 +186,7 @@ class Trainer:
         if better:
             path = ck.best_path(self.run_dir)
             ck.save_checkpoint(path, self.state_dict())
-            ck.write_json(path.with_suffix(".json"), {"step": self.step, "key": key, "value": v,
+            write_json(path.with_suffix(".json"), {"step": self.step, "key": key, "value": v,
                                                        "direction": b["direction"]})
             b.update(value=v, key=key)
 
@@ -358,7 +362,7 @@ class Trainer:
         for k, v in host.items():
             writer.add_scalar(k, v, self.step)
         if self.ctx.is_main:
-            runlog.append(self.run_dir / runlog.SCALARS, {"step": self.step, "time": time.time(), **host})
+            records.append(self.run_dir / records.SCALARS, {"step": self.step, "time": time.time(), **host})
         self._zero_acc()
         return host
 
@@ -419,7 +423,7 @@ class Trainer:
         for k, v in values.items():
             writer.add_scalar(f"metrics/{k}", v, self.step)
         mode = {"preprocess": self.evaluator.preprocess} if self.evaluator.preprocess else {}  # Inception only
-        runlog.append(self.run_dir / runlog.METRICS, {"step": self.step, "time": t0, "seconds": time.time() - t0,
+        records.append(self.run_dir / records.METRICS, {"step": self.step, "time": t0, "seconds": time.time() - t0,
                                                       "suite": self.evaluator.suite, **mode, **values})
         if self.best is not None:
             self._keep_best(values)
@@ -452,8 +456,8 @@ class Trainer:
 
         cfg, main = self.cfg, self.ctx.is_main
         if self.step and main:  # drop what a killed run logged after its last checkpoint
-            runlog.trim(self.run_dir / runlog.SCALARS, self.step)
-            runlog.trim(self.run_dir / runlog.METRICS, self.step)
+            records.trim(self.run_dir / records.SCALARS, self.step)
+            records.trim(self.run_dir / records.METRICS, self.step)
         # purge_step drops events a killed run logged after its last checkpoint.
         writer = self.writer = (SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
                                 if main else dist.NullWriter())
@@ -461,7 +465,7 @@ class Trainer:
             writer.add_text("config", "```\n" + OmegaConf.to_yaml(plain_config(cfg)) + "\n```", 0)
         sig: dict = {"collective": self.ctx.active}
         # a run resumed at its last step (its final evaluation was interrupted) reports its last logged scalars
-        last_host: dict = {k: v for k, v in (runlog.read(self.run_dir / runlog.SCALARS) or [{}])[-1].items()
+        last_host: dict = {k: v for k, v in (records.read(self.run_dir / records.SCALARS) or [{}])[-1].items()
                            if k not in ("step", "time")} if self.step >= cfg.steps and main else {}
         metrics: dict = {}
         # wall and process CPU time of the training steps (CPU: all threads of this process; on a shared

@@ -9,19 +9,17 @@ killed mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import pickle
 import re
-import stat
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from gan_cli.config import UserError
+from gan_cli.files import NotARegularFile, atomic_write_bytes, open_regular
 
 FORMAT = "gan_cli.checkpoint"
 VERSION = 1
@@ -39,116 +37,6 @@ def best_path(run_dir: Path) -> Path:
 
 def ckpt_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CKPT_DIR / f"step_{step:08d}.pt"
-
-
-class NotARegularFile(OSError):
-    """``path`` is missing or is not a regular file; ``reason`` says which, e.g. "is not a regular file (a FIFO)"."""
-
-    def __init__(self, path: Path | str, reason: str):
-        super().__init__(f"{path} {reason}")
-        self.path, self.reason = Path(path), reason
-
-
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
-def file_problem(path: Path | str) -> str | None:
-    """What keeps ``path`` from being read as a regular file, without opening it; ``None`` if nothing.
-
-    E.g. "does not exist", "is not a regular file (a FIFO)", "is a symlink to a device (/dev/zero)".
-    A symlink to a regular file is fine.
-    """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return f"is a symlink to a missing file ({os.readlink(path)})"
-        return "does not exist"
-    if stat.S_ISREG(st.st_mode):
-        return None
-    kind = _kind(st.st_mode)
-    if os.path.islink(path):
-        target = os.path.realpath(path)
-        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            return f"is a symlink to a device ({target}), not a regular file"
-        return f"is a symlink to {kind} ({target}), not a regular file"
-    return f"is not a regular file ({kind})"
-
-
-def open_regular(path: Path | str):
-    """Open ``path`` for binary reading only if it is a regular file (symlinks to one are fine).
-
-    Raises :class:`NotARegularFile` otherwise.  The type is checked before opening, so a FIFO or a
-    device is never opened; should the path be swapped for one in between, the open does not block
-    (``O_NONBLOCK``) and the type is checked again on the open file.
-    """
-    why = file_problem(path)
-    if why:
-        raise NotARegularFile(path, why)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise NotARegularFile(path, "does not exist") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(path, f"is not a regular file ({_kind(mode)})")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync, then rename.
-
-    On any error the temp file is removed and the old ``path`` (if any) is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode()))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's content, or None when it is missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -7,7 +7,7 @@ config (through :mod:`gan_cli.build`), samples, runs the evaluator, prints a tab
 evaluates each psi and writes ``truncation.csv`` and ``truncation.png`` (``truncation.kind=both``:
 resample and interpolate in one table and figure).  ``folder=<dir> data=<name>`` scores images made
 by any tool against a data set.  ``sweep=<multirun folder>`` summarises a whole sweep instead
-(:mod:`gan_cli.sweep`).
+(:mod:`gan_cli.cli.sweep`).
 """
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli import checkpoint as ck
+from gan_cli.runs import checkpoint as ck
+
+from gan_cli.files import probe_writable, write_json
 from gan_cli.config import UserError, register_configs
-from gan_cli.hints import shell_path
+from gan_cli.runs.hints import shell_path
 
 register_configs()
 
@@ -70,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.sweep:  # gan-eval sweep=<multirun folder>: one table (and lab report) for all jobs
         if cfg.ckpt or cfg.folder:
             raise UserError("sweep=<folder> summarises a whole sweep: leave out ckpt= and folder=.")
-        from gan_cli.sweep import summarize
+        from gan_cli.cli.sweep import summarize
 
         return summarize(cfg.sweep, cfg.sort_by, cfg.plot_x, cfg.plot_y, cfg=cfg, tensorboard=cfg.tensorboard)
     device = pick_device(cfg.device)
@@ -135,7 +137,7 @@ def evaluate(cfg: DictConfig) -> dict:
               "truncation": OmegaConf.to_container(cfg.truncation), "metrics": results}
     if len(runs) > 1:
         report["truncation_sweep"] = runs
-    ck.write_json(out_dir / "metrics.json", report)
+    write_json(out_dir / "metrics.json", report)
     title = f"gan-eval {evaluator.suite}: {source.get('checkpoint', source.get('folder'))}"
     if evaluator.preprocess:  # which Inception preprocessing made these numbers
         title += f" (preprocess={evaluator.preprocess})"
@@ -249,7 +251,7 @@ def evaluate_folders(cfg: DictConfig, device) -> dict:
             _warn(f"FID of {smallest} <= {ext.dims} images: the covariance is singular and the FID biased upward "
                   f"(pytorch-fid, torch-fidelity and clean-fid compute it the same way); use 10,000 or more images.")
         report["metrics"] = ev.score(real, fake, len(files), allow_singular=True)
-        ck.write_json(out_dir / "metrics.json", report)
+        write_json(out_dir / "metrics.json", report)
         print(f"wrote {shell_path(out_dir / 'metrics.json')}", file=sys.stderr)
     if cfg.save_stats:
         print(f"wrote {shell_path(report['save_stats'])}", file=sys.stderr)
@@ -337,17 +339,14 @@ def export_data(cfg) -> dict:
 
 def _check_writable(out_dir: Path) -> None:
     """One line before the work starts when the results cannot be written."""
-    import os
-    import tempfile
-
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".gan-eval-", delete=True) as f:
-            f.write(b"x" * 4096)
-            f.flush()
-            os.fsync(f.fileno())
     except OSError as e:
-        raise UserError(f"cannot write results into {out_dir} ({e.strerror or e}): pass out=<a writable folder>.") from None
+        err = e
+    else:
+        err = probe_writable(out_dir, ".gan-eval-", 4096)
+    if err is not None:
+        raise UserError(f"cannot write results into {out_dir} ({err.strerror or err}): pass out=<a writable folder>.")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="eval")

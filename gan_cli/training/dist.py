@@ -1,6 +1,6 @@
 """Data-parallel training on several processes (torch.distributed).
 
-Two ways to start, one code path (the processes are started by :mod:`gan_cli.spawn`):
+Two ways to start, one code path (the processes are started by :mod:`gan_cli.training.spawn`):
 
 * ``gan-train dist.nproc=N ...``: the Hydra job itself is rank 0 and starts ranks 1..N-1 with
   ``torch.multiprocessing`` (spawn) after its checks (lock, resume, config), the pattern of StudioGAN
@@ -205,7 +205,7 @@ def _init(rank: int, world: int, backend: str, timeout_s: int, init_method: str)
 
 def join(cfg) -> Context:
     """Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK set): join its group and return this rank's context;
-    otherwise the one-process context (``dist.nproc`` ranks are started later by :func:`gan_cli.spawn.start`)."""
+    otherwise the one-process context (``dist.nproc`` ranks are started later by :func:`gan_cli.training.spawn.start`)."""
     global _CTX
     rank = env_rank()
     if rank is None:
@@ -313,7 +313,7 @@ def failures(ctx: Context, run_dir):
     except Exception as e:
         if not (ctx.active and _collective_error(e)):
             raise
-        from gan_cli.hints import resume_command
+        from gan_cli.runs.hints import resume_command
 
         who = _dead_child(ctx) or "another rank stopped or lost its connection"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]

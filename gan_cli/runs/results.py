@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from gan_cli import checkpoint as ck
-from gan_cli import runlog
+from gan_cli.runs import checkpoint as ck
+
+from gan_cli.files import atomic_write_text, read_json
+from gan_cli.runs import records
 from gan_cli.config import UserError
 
 TB_DIR = "tb_summary"
@@ -66,11 +68,11 @@ class Job:
 
     def scalar_log(self) -> list[dict]:
         """The run's ``scalars.jsonl``: one dict per logging step (step, time, every logged scalar)."""
-        return runlog.read(self.dir / runlog.SCALARS) if self.dir is not None else []
+        return records.read(self.dir / records.SCALARS) if self.dir is not None else []
 
     def metric_log(self) -> list[dict]:
         """The run's ``metrics.jsonl``: one dict per evaluation (step, time, every value)."""
-        return runlog.read(self.dir / runlog.METRICS) if self.dir is not None else []
+        return records.read(self.dir / records.METRICS) if self.dir is not None else []
 
     def label(self, keys) -> str:
         return ",".join(f"{k}={self.overrides.get(k, '')}" for k in keys)
@@ -103,8 +105,8 @@ def load_job(folder: Path) -> Job:
         overrides = dict(_split_override(o) for o in (OmegaConf.load(hydra_dir / "overrides.yaml") or []))
     except Exception:
         overrides = {}
-    status = ck.read_json(folder / "status.json")
-    results = ck.read_json(folder / "results.json")
+    status = read_json(folder / "status.json")
+    results = read_json(folder / "results.json")
     if status is None:
         state, error = "failed", "no status.json (the job never started training)"
     else:
@@ -217,7 +219,7 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     w.writerow(columns)
     for r in rows:
         w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    ck.atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

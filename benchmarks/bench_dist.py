@@ -30,12 +30,12 @@ from gan_cli.training import dist  # noqa: E402
 
 
 def _worker(ctx, overrides, steps, threads, device, out):
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:
         cfg = compose_train(*overrides, f"device={device}", "metrics=none", f"dist.nproc={ctx.world}", tmp_path=d)
-        tr = Trainer(cfg, d)
+        tr = build_trainer(cfg, d)
         for _ in range(5):
             tr.train_step(False)
 

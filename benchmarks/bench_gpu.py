@@ -92,6 +92,7 @@ DATA = {28: ("fashion_mnist", (1, 28, 28)), 32: ("cifar10", (3, 32, 32))}
 
 def gan_cli_steps(size, batch, steps, warmup, device, speed, tmp, channels=64):
     """steps/s of Trainer.train_step on synthetic uint8 images of the data set's shape; (rate, warm-up s)."""
+    import gan_cli.build as build
     import gan_cli.training.loop as loop
     from gan_cli.data.base import DataInfo
     from gan_cli.data.images import ImageSource
@@ -100,13 +101,13 @@ def gan_cli_steps(size, batch, steps, warmup, device, speed, tmp, channels=64):
     images = random_images(4096, shape, device)
     cfg = compose_train(f"data={name}", f"data.batch_size={batch}", f"device={device}", "metrics=none", "image_every=0",
                         "net=dcgan", f"net.channels={channels}", *speed, tmp_path=tmp)
-    real_build = loop.build_data
-    loop.build_data = lambda data_cfg, dev: ImageSource(DataInfo(name=name, kind="image", shape=shape), images, None,
-                                                        torch.device(dev))
+    real_build = build.build_data
+    build.build_data = lambda data_cfg, dev: ImageSource(DataInfo(name=name, kind="image", shape=shape), images, None,
+                                                         torch.device(dev))
     try:
-        tr = loop.Trainer(cfg, tmp)
+        tr = loop.build_trainer(cfg, tmp)
     finally:
-        loop.build_data = real_build
+        build.build_data = real_build
     t0 = time.perf_counter()
     for _ in range(warmup):
         tr.train_step(False)

@@ -21,13 +21,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import compose_train  # noqa: E402
 
-from gan_cli.training.loop import Trainer  # noqa: E402
+from gan_cli.training.loop import build_trainer  # noqa: E402
 
 
 def steps_per_s(overrides, steps, device, loader=False, log_every=None):
     with tempfile.TemporaryDirectory() as d:
         cfg = compose_train(*overrides, f"device={device}", "metrics=none", tmp_path=d)
-        tr = Trainer(cfg, d)
+        tr = build_trainer(cfg, d)
         if loader:  # replace the on-device index draw by a DataLoader over a CPU TensorDataset
             ds = torch.utils.data.TensorDataset(tr.data.images.cpu())
             it = iter(torch.utils.data.DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True))

@@ -5,11 +5,15 @@ Every config group names its component with ``_target_`` (see :mod:`gan_cli.conf
 the target's signature accepts.  A key the target does not accept is either a run-level field of
 the group's base schema (read by the loop: ``model.opt_g``, ``data.batch_size`` ...) or a mistake,
 reported in one line.  Entry points (gan-train, gan-eval) and the lab build through here.
+
+:func:`build_run` is the one call that turns a train config into a run's parts (:class:`RunParts`: data,
+nets, objective, regularisers, augment pipe, evaluator, loggers); the Trainer is handed them.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,7 +21,8 @@ import torch
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config import GROUP_BASES, UserError
+from gan_cli import seeds
+from gan_cli.config import GROUP_BASES, UserError, upgrade_saved
 
 # ----------------------------------------------------------------------------- generic
 
@@ -57,14 +62,16 @@ def _parameters(fn) -> tuple[set, bool]:
     return names, not inspect.isclass(fn) or chain[-1] is not object.__init__
 
 
-def instantiate_component(node: Any, group: str, **extra: Any) -> Any:
+def instantiate_component(node: Any, group: str, _key: Optional[str] = None, **extra: Any) -> Any:
     """Build ``node`` (a config with ``_target_``) of config group ``group`` with ``extra`` arguments.
 
     Keys the target does not accept are dropped when they belong to the group's base schema
-    (run-level settings), and are a one-line UserError otherwise."""
+    (run-level settings), and are a one-line UserError otherwise.  ``_key``: how the node is spelled on the
+    command line in those lines (``reg.r1``; default: the group)."""
     plain = _plain(node)
     target = plain.pop("_target_", None)
-    fn = _target(group, target)
+    key_name = _key or group
+    fn = _target(key_name, target)
     params, var_kw = _parameters(fn)
     base = {f.name for f in dataclasses.fields(GROUP_BASES[group])} if group in GROUP_BASES else set()
     kwargs = {}
@@ -74,7 +81,7 @@ def instantiate_component(node: Any, group: str, **extra: Any) -> Any:
         if key in params or (var_kw and key not in base):
             kwargs[key] = value
         elif key not in base:
-            raise UserError(f"{group}.{key} is not a parameter of {target} (it takes {', '.join(sorted(params))}): "
+            raise UserError(f"{key_name}.{key} is not a parameter of {target} (it takes {', '.join(sorted(params))}): "
                             f"remove it or fix the spelling.")
     # The config's keys go through Hydra (a partial); run-time objects (device, DataInfo) are
     # passed at the call, so OmegaConf never has to hold them.
@@ -82,7 +89,7 @@ def instantiate_component(node: Any, group: str, **extra: Any) -> Any:
     try:
         inspect.signature(fn).bind(**kwargs, **extra)
     except TypeError as e:
-        raise UserError(f"{group}: {target} cannot be called with these keys ({e}); check the {group}.* keys.") from None
+        raise UserError(f"{key_name}: {target} cannot be called with these keys ({e}); check the {key_name}.* keys.") from None
     partial = instantiate({"_target_": target, "_partial_": True}, **kwargs, _convert_="all")
     return partial(**extra)
 
@@ -101,16 +108,53 @@ def pick_device(name: str) -> torch.device:
 
 def build_objective(model_cfg: Any):
     """The objective of ``model=`` (an :class:`gan_cli.objectives.Objective`)."""
-    obj = instantiate_component(model_cfg, "model")
-    plain = _plain(model_cfg)
-    if int(plain.get("unroll_steps") or 0) and not float(plain.get("unroll_lr") or 0.0) and hasattr(obj, "unroll_lr"):
-        obj.unroll_lr = float(plain["opt_d"]["lr"])  # the unrolled D steps use D's learning rate
-    for key in ("r1_gamma", "instance_noise", "unroll_steps", "r1_points"):  # base-schema options the base Objective implements
-        value = plain.get(key) if key == "r1_points" else float(plain.get(key) or 0.0)
-        if value not in (0.0, None, "real") and getattr(obj, key, None) != value:  # a base key its constructor did not take
-            raise UserError(f"model.{key}={value}: {type(obj).__name__} does not pass {key} on to "
-                            f"gan_cli.objectives.base.Objective (its __init__ must take **kwargs and call super().__init__).")
-    return obj
+    return instantiate_component(model_cfg, "model")
+
+
+def build_regularizers(reg_cfg: Any, objective) -> dict:
+    """``{name: Regularizer}`` of ``reg=`` (in the config's order: a model preset's own first, then the list
+    given), then the objective's defaults that ``reg=`` does not name.  A regulariser that does not fit the
+    objective is one line."""
+    regs = {}
+    for name, node in (_plain(reg_cfg) if reg_cfg is not None else {}).items():
+        reg = instantiate_component(node, "reg", _key=f"reg.{name}")
+        reg.name = str(name)
+        regs[str(name)] = reg
+    for name, reg in objective.default_regularizers().items():
+        if name not in regs:
+            reg.name = name
+            regs[name] = reg
+    for name, reg in regs.items():
+        why = reg.refuses(objective)
+        if why:
+            raise UserError(why + ".")
+    return regs
+
+
+def build_augment(augment_cfg: Any, info, device: Any = "cpu"):
+    """The augment pipe of ``augment=`` (an :class:`gan_cli.augment.AugmentPipe` on ``device``), or None for
+    ``augment=none``; a pipe that does not apply to the data's kind is one line."""
+    node = _plain(augment_cfg) if augment_cfg is not None else {}
+    if not node.get("_target_"):
+        return None
+    name = node.get("name", "?")
+    pipe = instantiate_component(node, "augment", _key="augment")
+    if info.kind not in getattr(pipe, "kinds", ("image",)):
+        raise UserError(f"augment={name} augments {' / '.join(pipe.kinds)} data, and data={info.name} is {info.kind} "
+                        f"data: use augment=none (or an augmentation made for {info.kind} data).")
+    return pipe.to(device)
+
+
+def build_loggers(logger_cfg: Any):
+    """The trackers of ``logger=[...]`` as one :class:`gan_cli.loggers.Loggers` (not started)."""
+    from gan_cli.loggers import Loggers
+
+    out = []
+    for name, node in (_plain(logger_cfg) if logger_cfg is not None else {}).items():
+        lg = instantiate_component(node, "logger", _key=f"logger.{name}")
+        lg.name = str(name)
+        out.append(lg)
+    return Loggers(out)
 
 
 def build_data(data_cfg: Any, device: Any = "cpu", split: str = "train"):
@@ -145,9 +189,7 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
     G, D = instantiate_component(cfg.net, "net", **extra)
     G.latent_dim = z
     m = int(_plain(cfg.model).get("pack") or 1)
-    if m > 1:  # PacGAN: D built for m samples concatenated (gan_cli.nets.pack)
-        from gan_cli.nets.pack import Packed
-
+    if m > 1:  # PacGAN: D built for m samples concatenated (the path into D packs them: gan_cli.training.step)
         for key, n in (("data.batch_size", int(cfg.data.batch_size)), ("estimate_batch", int(cfg.get("estimate_batch", m)))):
             if n % m:
                 raise UserError(f"model.pack={m} reads batches as {m}-tuples: {key}={n} must be a multiple of {m}.")
@@ -157,32 +199,48 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
         except UserError as e:
             raise UserError(f"model.pack={m}: net={cfg.net.name} cannot build a discriminator for {m} packed samples "
                             f"({e}); use net=mlp or net=dcgan.") from None
-        D = Packed(D, m)
     return G.to(device), D.to(device)
-
-
-def build_optimizer(params, ocfg: Any, options=None) -> torch.optim.Optimizer:
-    """Any ``torch.optim`` class by name (case-insensitive); Adam-family optimisers get ``betas``.
-    ``options(cls) -> dict``: extra keyword arguments for the class (the speed path's ``fused`` / ``foreach``,
-    :func:`gan_cli.training.speed.optimizer_options`)."""
-    name = str(ocfg.name)
-    classes = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)
-               if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
-    cls = classes.get(name.lower())
-    if cls is None:
-        raise UserError(f"optimizer {name} is not in torch.optim: use e.g. adam, rmsprop, sgd, adamw.")
-    kwargs = {"lr": ocfg.lr}
-    if "betas" in inspect.signature(cls).parameters:
-        kwargs["betas"] = (ocfg.beta1, ocfg.beta2)
-    if options is not None:
-        kwargs.update(options(cls))
-    return cls(params, **kwargs)
 
 
 def build_evaluator(metrics_cfg: Any, data_cfg: Any, source, device, n=None):
     from gan_cli.metrics.evaluator import Evaluator
 
     return Evaluator(metrics_cfg, data_cfg, source, device, n, test_split=lambda: build_data(data_cfg, "cpu", "test"))
+
+
+@dataclass
+class RunParts:
+    """What a run trains and reports with, built once from its config (:func:`build_run`)."""
+
+    device: torch.device
+    data: Any  # a DataSource (this rank's shard)
+    G: torch.nn.Module
+    D: torch.nn.Module  # built for model.pack samples concatenated
+    latent_dim: int
+    pack: int
+    objective: Any
+    regularizers: dict  # name -> Regularizer
+    augment: Any  # an AugmentPipe, or None
+    evaluator: Any
+    loggers: Any  # a Loggers fan-out (not started)
+
+
+def build_run(cfg: Any, device: Any, rank: int = 0, world: int = 1) -> RunParts:
+    """Every part of a run of train config ``cfg`` on ``device`` (for rank ``rank`` of ``world`` processes: the
+    data shard).  The initial weights come from the run's ``init`` seed."""
+    device = torch.device(device)
+    torch.manual_seed(seeds.seed_for(cfg.seed, "init"))  # initial weights
+    data = build_data(cfg.data, device)
+    if world > 1:  # several processes: rank r draws from images r, r + N, ... (toy data: nothing to split)
+        data = data.shard(rank, world)
+    G, D = build_nets(cfg, data.info, device)
+    objective = build_objective(cfg.model)
+    return RunParts(device=device, data=data, G=G, D=D, latent_dim=latent_dim(cfg),
+                    pack=int(_plain(cfg.model).get("pack") or 1), objective=objective,
+                    regularizers=build_regularizers(cfg.get("reg"), objective),
+                    augment=build_augment(cfg.get("augment"), data.info, device),
+                    evaluator=build_evaluator(cfg.metrics, cfg.data, data, device),
+                    loggers=build_loggers(cfg.get("logger")))
 
 
 # ----------------------------------------------------------------------------- saved runs
@@ -193,12 +251,22 @@ def plain_config(cfg: Any) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
-def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
-    """The run's hyperparameters for TensorBoard's HParams: the same columns for every model, so a
-    sweep that mixes models keeps them all (a key a model lacks gets a neutral value).  ``preprocess``:
-    the Inception preprocessing mode the evaluator used ("-" when the run has no Inception metrics)."""
+def flat_hparams(cfg, preprocess: Optional[str] = None, regularizers: Optional[dict] = None) -> dict:
+    """The run's hyperparameters for the HParams table: the same columns for every model, so a sweep that mixes
+    models keeps them all (a key a model lacks gets a neutral value).  ``preprocess``: the Inception
+    preprocessing mode the evaluator used ("-" when the run has no Inception metrics).  ``regularizers``: the
+    run's built ones (built here from the config when not given): their settings as the run trains with them
+    (f-GAN tv's own R1 included)."""
     c = plain_config(cfg)
     m = c["model"]
+    if regularizers is None:
+        try:
+            regularizers = build_regularizers(cfg.get("reg"), build_objective(cfg.model))
+        except UserError:  # a saved config this version cannot build: the hparams table still gets a row
+            regularizers = {}
+    regs = {}
+    for reg in regularizers.values():
+        regs.update(reg.hparams())
     return {
         "model": m["name"],
         "data": c["data"]["name"],
@@ -210,40 +278,31 @@ def flat_hparams(cfg, preprocess: Optional[str] = None) -> dict:
         "lr_g": m["opt_g"]["lr"],
         "lr_d": m["opt_d"]["lr"],
         "opt": m["opt_g"]["name"],
-        "gp_weight": float(m.get("gp_weight") or 0.0),
+        "reg": "+".join(regularizers) or "-",
+        "gp_weight": float(regs.get("gp_weight", 0.0)),
         "clip": float(m.get("clip") or 0.0),
         "divergence": str(m.get("divergence", "-")),
         "g_objective": str(m.get("g_objective", "-")),
-        "r1_gamma": _resolved(cfg, m, "r1_gamma"),
-        "r1_points": _resolved(cfg, m, "r1_points"),
+        "r1_gamma": float(regs.get("r1_gamma", 0.0)),
+        "r1_points": str(regs.get("r1_points", "-")),
+        "augment": str((c.get("augment") or {}).get("name") or "none"),
         "ema_beta": float((c.get("ema") or {}).get("beta") or 0.0),
         "latent_dim": latent_dim(cfg),
         "preprocess": str(preprocess or "-"),
     }
 
 
-def _resolved(cfg, model: dict, key: str):
-    """``model.<key>`` as the run trains with it (``r1_gamma``: a float, ``r1_points``: a string): the config's
-    value, or, where it is null (f-GAN: the divergence's own), the value the built objective resolved it to."""
-    cast = float if key == "r1_gamma" else str
-    if model.get(key) is not None:
-        return cast(model[key])
-    try:
-        return cast(getattr(build_objective(cfg.model), key))
-    except UserError:  # a saved config this version cannot build: the hparams table still gets a row
-        return cast("nan") if cast is float else "-"
-
-
 def load_config(plain: dict) -> DictConfig:
     """A run's saved config (from a checkpoint) as a read-only-struct DictConfig.
 
     Its values were checked when the run was composed; here the run-level keys are re-typed
-    against the train schema, and the components are kept as saved."""
+    against the train schema, and the components are kept as saved (a config saved by an earlier version is
+    brought to today's keys first: :func:`gan_cli.config.upgrade_saved`)."""
     from gan_cli.config import TrainConfig
 
     schema = OmegaConf.structured(TrainConfig)
     try:
-        cfg = OmegaConf.merge(schema, plain)
+        cfg = OmegaConf.merge(schema, upgrade_saved(plain))
     except Exception as e:  # omegaconf.errors.* : config from another version
         raise UserError(f"the saved config does not fit this gan_cli version: {str(e).splitlines()[0]}") from None
     OmegaConf.set_struct(cfg, True)

@@ -69,20 +69,7 @@ class ObjectiveConfig:
     warmup_g_steps: int = 0
     warmup_every: int = 0
     d_norm: str = "batch"  # the discriminator's normalisation: batch | layer | none
-    # R1 (Mescheder et al. 2018): gamma/2 E_real ||grad_x D(x)||^2 in D's loss, for any objective (0: off);
-    # lazy every r1_every D steps, the term multiplied by r1_every (StyleGAN2)
-    r1_gamma: float = 0.0
-    r1_every: int = 1
-    # where the penalty is taken: real (R1 itself) | box (points uniform over the box spanned by the batch's real
-    # and fake samples: the same smoothing everywhere, not most where the data is densest)
-    r1_points: str = "real"
-    # instance noise: N(0, std^2) on D's real and fake inputs, annealed linearly to 0 over *_steps D steps (0: constant)
-    instance_noise: float = 0.0
-    instance_noise_steps: int = 0
-    # unrolled GAN (Metz et al. 2017): G's loss against D after K differentiable SGD steps (lr 0: opt_d.lr)
-    unroll_steps: int = 0
-    unroll_lr: float = 0.0
-    pack: int = 1  # PacGAN: D judges m-tuples of samples concatenated (1: off); built by gan_cli.build.build_nets
+    pack: int = 1  # PacGAN: D judges m-tuples of samples concatenated (1: off); D built for them by build_nets
     opt_g: OptimConfig = field(default_factory=OptimConfig)
     opt_d: OptimConfig = field(default_factory=OptimConfig)
 
@@ -105,6 +92,29 @@ class DataConfig:
     batch_size: int = 64
     latent_dim: int = 2  # the default latent size for this data
     default_net: str = "gan_cli.nets.mlp.build"  # the net builder net=auto uses
+
+
+@dataclass
+class RegConfig:
+    """``reg.<name>``: one regulariser of the ``reg=[...]`` list (gan_cli.regularizers), built from its ``_target_``."""
+
+    _target_: str = MISSING
+
+
+@dataclass
+class AugmentConfig:
+    """``augment=``: the augment pipe the path into D applies to real and fake alike (gan_cli.augment);
+    ``_target_: null`` (``augment=none``): no pipe."""
+
+    _target_: Optional[str] = None
+    name: str = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    """``logger.<name>``: one tracker of the ``logger=[...]`` list (gan_cli.loggers), built from its ``_target_``."""
+
+    _target_: str = MISSING
 
 
 @dataclass
@@ -186,6 +196,9 @@ class TrainConfig:
     model: Any = MISSING  # an ObjectiveConfig (or a component schema extending it)
     net: Any = MISSING
     data: Any = MISSING
+    reg: Any = field(default_factory=dict)  # name -> a RegConfig: the regularisers, reg=[r1,instance_noise]
+    augment: Any = field(default_factory=lambda: {"_target_": None, "name": "none"})  # an AugmentConfig
+    logger: Any = field(default_factory=dict)  # name -> a LoggerConfig: the trackers, logger=[tensorboard]
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
@@ -252,7 +265,8 @@ class EvalConfig:
 
 
 #: group -> its base schema (stored as /schema/<group>/base)
-GROUP_BASES = {"model": ObjectiveConfig, "net": NetConfig, "data": DataConfig}
+GROUP_BASES = {"model": ObjectiveConfig, "net": NetConfig, "data": DataConfig, "reg": RegConfig, "augment": AugmentConfig,
+               "logger": LoggerConfig}
 
 
 def component_schema(group: str, name: str):
@@ -280,13 +294,13 @@ _RANGES = [
     ("num_image_samples", lambda v: v >= 1, "must be >= 1"),
     ("ema.beta", lambda v: 0 <= v < 1, "must be in [0, 1) (0: no EMA of the generator)"),
     ("model.n_critic", lambda v: v >= 1, "must be >= 1"),
-    ("model.gp_weight", lambda v: v >= 0, "must be >= 0"),
-    ("model.r1_gamma", lambda v: v is None or v >= 0, "must be >= 0 (0 disables R1)"),
-    ("model.r1_every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
-    ("model.instance_noise", lambda v: v >= 0, "must be >= 0 (0: no instance noise)"),
-    ("model.instance_noise_steps", lambda v: v >= 0, "must be >= 0 (0: constant noise)"),
-    ("model.unroll_steps", lambda v: v >= 0, "must be >= 0 (0: no unrolling)"),
-    ("model.unroll_lr", lambda v: v >= 0, "must be >= 0 (0: model.opt_d.lr)"),
+    ("reg.gp.weight", lambda v: v >= 0, "must be >= 0 (0 disables the penalty)"),
+    ("reg.r1.gamma", lambda v: v >= 0, "must be >= 0 (0 disables R1)"),
+    ("reg.r1.every", lambda v: v >= 1, "must be >= 1 (1: R1 on every D step)"),
+    ("reg.instance_noise.std", lambda v: v >= 0, "must be >= 0 (0: no instance noise)"),
+    ("reg.instance_noise.steps", lambda v: v >= 0, "must be >= 0 (0: constant noise)"),
+    ("reg.unrolled.steps", lambda v: v >= 1, "must be >= 1"),
+    ("reg.unrolled.lr", lambda v: v > 0, "must be > 0"),
     ("model.pack", lambda v: v >= 1, "must be >= 1 (1: no packing)"),
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),
@@ -320,6 +334,64 @@ _RANGES = [
     ("dist.timeout_s", lambda v: v >= 1, "must be >= 1 (seconds)"),
 ]
 
+#: keys of earlier versions -> what to write now (one line each, before anything is composed or written)
+MOVED = {
+    "model.r1_gamma": "reg=[r1] reg.r1.gamma={v}",
+    "model.r1_every": "reg=[r1] reg.r1.every={v}",
+    "model.r1_points": "reg=[r1] reg.r1.points={v}",
+    "model.gp_weight": "reg.gp.weight={v} (model=wgan_gp carries reg.gp; reg=[gp] adds it to another model)",
+    "model.instance_noise": "reg=[instance_noise] reg.instance_noise.std={v}",
+    "model.instance_noise_steps": "reg=[instance_noise] reg.instance_noise.steps={v}",
+    "model.unroll_steps": "reg=[unrolled] reg.unrolled.steps={v}",
+    "model.unroll_lr": "reg=[unrolled] reg.unrolled.lr={v}",
+}
+
+
+def moved_key(key: str, value: Any) -> Optional[str]:
+    """The one line for a key that moved (``model.r1_gamma=10`` -> ``reg=[r1] reg.r1.gamma=10``), else None."""
+    key = key.lstrip("+~")
+    if key not in MOVED:
+        return None
+    return (f"{key}={value} has moved: write {MOVED[key].format(v=value)} (regularisers compose as a list, "
+            f"e.g. reg=[r1,instance_noise]).")
+
+
+_REG_TARGETS = {"r1": "gan_cli.regularizers.r1.R1", "gp": "gan_cli.regularizers.gp.GradientPenalty",
+                "instance_noise": "gan_cli.regularizers.instance_noise.InstanceNoise",
+                "unrolled": "gan_cli.regularizers.unrolled.Unrolled"}
+
+
+def upgrade_saved(plain: dict) -> dict:
+    """A run config saved by an earlier version (a checkpoint's) in today's keys, so the run resumes and scores:
+    ``model.r1_*`` / ``instance_noise*`` / ``unroll_*`` / ``gp_weight`` become ``reg.r1`` / ``reg.instance_noise``
+    / ``reg.unrolled`` / ``reg.gp`` where they were on (``model.WGANGP`` is the Wasserstein loss with
+    ``reg.gp``), and a config without ``logger`` gets the TensorBoard tracker it had.  Today's configs pass
+    unchanged."""
+    if not isinstance(plain, dict) or not isinstance(plain.get("model"), dict):
+        return plain
+    out = dict(plain)
+    model = dict(out["model"])
+    reg = dict(out.get("reg") or {})
+    old = {k: model.pop(k) for k in ("r1_gamma", "r1_every", "r1_points", "instance_noise", "instance_noise_steps",
+                                       "unroll_steps", "unroll_lr", "gp_weight") if k in model}
+    if str(model.get("_target_", "")).endswith("wgan.WGANGP"):
+        model["_target_"] = "gan_cli.objectives.wgan.Wasserstein"
+        reg.setdefault("gp", {"_target_": _REG_TARGETS["gp"], "weight": float(old.get("gp_weight", 10.0))})
+    if old.get("r1_gamma"):  # > 0 (f-GAN's null: its row's default, which the objective adds itself)
+        reg.setdefault("r1", {"_target_": _REG_TARGETS["r1"], "gamma": float(old["r1_gamma"]),
+                              "every": int(old.get("r1_every") or 1), "points": str(old.get("r1_points") or "real")})
+    if old.get("instance_noise"):
+        reg.setdefault("instance_noise", {"_target_": _REG_TARGETS["instance_noise"], "std": float(old["instance_noise"]),
+                                          "steps": int(old.get("instance_noise_steps") or 0)})
+    if old.get("unroll_steps"):
+        lr = float(old.get("unroll_lr") or 0.0) or float((model.get("opt_d") or {}).get("lr", 2e-4))
+        reg.setdefault("unrolled", {"_target_": _REG_TARGETS["unrolled"], "steps": int(old["unroll_steps"]), "lr": lr})
+    out["model"], out["reg"] = model, reg
+    if "logger" not in out:
+        out["logger"] = {"tensorboard": {"_target_": "gan_cli.loggers.tensorboard.TensorBoardLogger", "subdir": "tb"}}
+    return out
+
+
 _ABSENT = object()
 
 
@@ -352,7 +424,8 @@ def validate(cfg: Any) -> None:
 # ----------------------------------------------------------------------------- registration
 
 #: packages whose modules define component schemas (every module is imported, none is listed)
-COMPONENT_PACKAGES = ("gan_cli.objectives", "gan_cli.nets", "gan_cli.data")
+COMPONENT_PACKAGES = ("gan_cli.objectives", "gan_cli.nets", "gan_cli.data", "gan_cli.regularizers", "gan_cli.augment",
+                      "gan_cli.loggers")
 _registered = False
 
 

@@ -15,6 +15,8 @@ estimate      seed   the held-out batch of the logged divergence estimate
 fixed_z       seed   the fixed latent batch of the image grid (CPU, then moved)
 pictures      seed   the latents of the 2-D scatter / 1-D density picture
 pictures_real seed   the real points of that picture
+augment       seed   the augment pipe's draws (gan_cli.augment): its own stream, so augment=none and a pipe
+                     that does not fire take nothing from the train stream
 eval          seed   the latents of every evaluation (gan-train's and gan-eval's: gan-eval
                      seed=S scores the same samples as the run trained with seed=S)
 real_subset   real   which real images the real-side features use
@@ -27,7 +29,7 @@ seed, and batch b's seed from that (:mod:`gan_cli.data.stream`).  Hashing, not `
 nearby bases or counters never share a seed with each other or with the table's streams (except by a
 2^-63 accident).
 
-Several processes (:mod:`gan_cli.training.dist`): the ``train`` and ``estimate`` streams are per rank
+Several processes (:mod:`gan_cli.training.dist`): the ``train``, ``estimate`` and ``augment`` streams are per rank
 (``rank=r``).  Rank 0 keeps the one-process seed; rank r > 0 draws from a seed mixed from
 (stream seed, r) by numpy's ``SeedSequence``, so no rank shares a stream with another rank or with
 another seed's run.  Every other stream is the same on every rank (identical initial weights, the
@@ -52,6 +54,7 @@ STREAMS = {
     "fixed_z": 3,
     "pictures": 4,
     "pictures_real": 5,
+    "augment": 6,
     "eval": 7,
     "real_subset": 0,
     "eval_real": 12345,
@@ -59,7 +62,7 @@ STREAMS = {
 
 
 #: streams each rank of a multi-process run draws on its own
-PER_RANK = ("train", "estimate")
+PER_RANK = ("train", "estimate", "augment")
 
 
 def seed_for(base: int, stream: str, rank: int = 0) -> int:

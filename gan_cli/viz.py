@@ -60,6 +60,11 @@ def density_figure(real: np.ndarray, fake: np.ndarray, density=None, title: str 
     return fig
 
 
+def close(fig) -> None:
+    """Free a figure (pyplot keeps every open one)."""
+    plt.close(fig)
+
+
 def figure_to_png(fig, path=None, close: bool = True) -> bytes:
     """The figure as PNG bytes, written atomically to ``path`` when given; closed unless ``close=False``."""
     buf = io.BytesIO()

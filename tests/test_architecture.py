@@ -144,27 +144,47 @@ def test_seeds_come_from_the_one_table():
     assert seeds.seed_for(5, "eval") == seeds.seed_for(0, "eval") + 5
 
 
-# ----------------------------------------------------------------------------- objectives own their regularisers
+# ----------------------------------------------------------------------------- objectives, regularisers, the step
+
+
+class _Critic(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1), torch.nn.Flatten(0))
+
+    def forward(self, x, c=None):  # every discriminator accepts the labels
+        return self.net(x)
 
 
 def _tiny_critic():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1), torch.nn.Flatten(0))
+    return _Critic()
 
 
-def test_wgan_gp_adds_its_own_penalty():
-    from gan_cli.build import build_objective
-    from gan_cli.objectives import gradient_penalty
+def _built(*overrides):
+    from gan_cli.build import build_objective, build_regularizers
 
-    obj = build_objective(compose_train("model=wgan_gp").model)
+    cfg = compose_train(*overrides)
+    obj = build_objective(cfg.model)
+    return obj, build_regularizers(cfg.reg, obj)
+
+
+def test_wgan_gp_is_the_wasserstein_loss_with_the_penalty_its_preset_carries():
+    from gan_cli.regularizers import GradientPenalty, gradient_penalty
+    from gan_cli.training.step import DPath, discriminator_loss
+
+    obj, regs = _built("model=wgan_gp")
+    assert list(regs) == ["gp"] and isinstance(regs["gp"], GradientPenalty) and regs["gp"].weight == 10.0
     D = _tiny_critic()
     real, fake = torch.randn(16, 2), torch.randn(16, 2) + 1
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    whole = obj.discriminator_loss(D, real, fake, g1)
-    parts = obj.d_loss(D(real), D(fake)) + 10.0 * gradient_penalty(D, real, fake, g2)
+    whole, _ = discriminator_loss(obj, regs, DPath(D, generator=torch.Generator().manual_seed(3)), real, None, fake,
+                                  None)
+    parts = obj.d_loss(D(real), D(fake)) + 10.0 * gradient_penalty(D, real, fake, torch.Generator().manual_seed(3))
     assert torch.equal(whole, parts)
-    obj0 = build_objective(compose_train("model=wgan_gp", "model.gp_weight=0").model)
-    assert torch.equal(obj0.discriminator_loss(D, real, fake), obj0.d_loss(D(real), D(fake)))
+    obj0, regs0 = _built("model=wgan_gp", "reg.gp.weight=0")
+    assert torch.equal(discriminator_loss(obj0, regs0, DPath(D), real, None, fake, None)[0], obj0.d_loss(D(real), D(fake)))
+    assert list(_built("model=wgan_gp", "reg=[r1]")[1]) == ["gp", "r1"]  # the preset's own first, then the list
+    assert _built("model=wgan_gp", "~reg.gp")[1] == {}  # and it can be taken off
 
 
 def test_wgan_clips_after_the_critic_step_and_others_do_not():
@@ -188,21 +208,38 @@ def test_critic_schedule_belongs_to_the_objective():
     assert build_objective(compose_train("model=nsgan").model).critic_steps(0) == 1
 
 
-def test_the_loop_knows_no_objective():
-    tree = ast.parse((PKG / "training" / "loop.py").read_text())
+@pytest.mark.parametrize("module", ["loop.py", "step.py", "tasks.py", "state.py"])
+def test_the_loop_knows_no_objective_or_regulariser(module):
+    tree = ast.parse((PKG / "training" / module).read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     names |= {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    assert not names & {"gp_weight", "clip", "gradient_penalty", "WGAN", "WGANGP", "FGAN", "GAN", "NSGAN"}
+    assert not names & {"gp_weight", "clip", "gradient_penalty", "WGAN", "Wasserstein", "FGAN", "GAN", "NSGAN", "R1",
+                        "GradientPenalty", "InstanceNoise", "Unrolled", "gamma", "r1_penalty"}
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    assert not strings & {"gan", "nsgan", "fgan", "wgan", "wgan_gp"}
+    assert not strings & {"gan", "nsgan", "fgan", "wgan", "wgan_gp", "r1", "gp", "instance_noise", "unrolled"}
+
+
+def test_d_is_called_in_one_place():
+    """Every call of D in training goes through the one path into D (training/step.py's DPath): nothing else in
+    gan_cli/training/ calls ``.D(`` / ``D(`` on the discriminator."""
+    for p in (PKG / "training").glob("*.py"):
+        if p.name == "step.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                assert name != "D", f"{p.name}:{node.lineno} calls D directly: use the path into D"
 
 
 def test_a_typo_or_wrong_type_in_a_component_is_rejected_at_compose_time():
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException):
-        compose_train("model=wgan_gp", "model.gp_weight=abc")
+        compose_train("model=wgan_gp", "reg.gp.weight=abc")
+    with pytest.raises(ConfigCompositionException):
+        compose_train("reg=[r1]", "reg.r1.gama=1")  # a typo in a regulariser's key
     with pytest.raises(ConfigCompositionException):
         compose_train("model=wgan", "model.gpweight=1")  # no such key in WGAN's schema
     with pytest.raises(ConfigCompositionException):
@@ -235,7 +272,7 @@ def _points_evaluator(*overrides, n=300):
 
 def test_metrics_names_selects_registered_metrics():
     ev, src = _points_evaluator("metrics.names=[w1,prdc]")
-    out = ev(lambda k: src.sample(k, torch.Generator().manual_seed(1)))
+    out = ev(lambda k: src.sample(k, torch.Generator().manual_seed(1)).x)
     assert sorted(out) == sorted(["w1_300", "precision_300_k5", "recall_300_k5", "density_300_k5", "coverage_300_k5"])
     with pytest.raises(UserError, match="no metric 'nope'"):
         _points_evaluator("metrics.names=[nope]")
@@ -250,7 +287,7 @@ def test_evaluator_reuses_the_trainers_real_data_and_computes_it_once(monkeypatc
     calls = []
     orig = src.sample
     monkeypatch.setattr(src, "sample", lambda n, g=None: calls.append(n) or orig(n, g))
-    fake = lambda k: orig(k, torch.Generator().manual_seed(2))  # noqa: E731
+    fake = lambda k: orig(k, torch.Generator().manual_seed(2)).x  # noqa: E731
     a, b = ev(fake), ev(fake)
     assert calls == [300] and a.keys() == b.keys()
 
@@ -261,7 +298,7 @@ def test_every_points_metric_runs_and_has_a_direction(name):
 
     data = "mog1d" if name == "gauss_fit" else "ring8"
     ev, src = _points_evaluator(f"data={data}", f"metrics.names=[{name}]", n=120)
-    out = ev(lambda k: src.sample(k, torch.Generator().manual_seed(4)))
+    out = ev(lambda k: src.sample(k, torch.Generator().manual_seed(4)).x)
     assert out and all(np.isfinite(v) or k.startswith("rkl") for k, v in out.items())
     if name != "gauss_fit":
         assert all(direction(k) in ("min", "max") for k in out), out

@@ -83,7 +83,7 @@ def test_ring8_modes(radius, std):
     assert torch.cdist(c, c).add(10 * radius * torch.eye(8, dtype=torch.float64)).min() > 0.7 * radius
 
     n = 16000
-    x = src.sample(n, gen(1))
+    x = src.sample(n, gen(1)).x
     assert x.shape == (n, 2) and x.dtype == torch.float32
     k = assign(x, info.centers)
     counts = torch.bincount(k, minlength=8).double()
@@ -100,7 +100,7 @@ def test_grid25_modes():
     assert info.n_modes == 25 and info.shape == (2,) and info.std == pytest.approx(0.05)
     pts = {tuple(round(v) for v in p) for p in info.centers.tolist()}
     assert pts == {(a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)}
-    x = src.sample(25000, gen(2))
+    x = src.sample(25000, gen(2)).x
     k = assign(x, info.centers)
     counts = torch.bincount(k, minlength=25).double()
     assert (counts - 1000).abs().max() < 5 * math.sqrt(1000)
@@ -114,7 +114,7 @@ def test_mog1d():
     info = src.info
     assert info.kind == "toy1d" and info.shape == (1,) and info.n_modes == 2
     assert info.centers.flatten().tolist() == [-2.0, 2.0] and info.std == 0.5
-    x = src.sample(20000, gen(3))
+    x = src.sample(20000, gen(3)).x
     assert x.shape == (20000, 1)
     pos, neg = x[x > 0].double(), x[x <= 0].double()
     assert abs(len(pos) / 20000 - 0.5) < 0.02
@@ -126,7 +126,7 @@ def test_lines():
     src = build_data(toy_cfg("lines"), "cpu")
     info = src.info
     assert info.kind == "toy2d" and info.shape == (2,) and info.centers is None and info.std is None
-    x = src.sample(5000, gen(4))
+    x = src.sample(5000, gen(4)).x
     assert x.shape == (5000, 2)
     assert torch.equal(x[:, 0], torch.zeros(5000))  # exactly on the line x = 0
     y = x[:, 1].double().numpy()
@@ -137,11 +137,11 @@ def test_lines():
 @pytest.mark.parametrize("name", ["ring8", "grid25", "mog1d", "lines"])
 def test_toy_determinism(name):
     src = build_data(toy_cfg(name), "cpu")
-    a, b = src.sample(100, gen(7)), src.sample(100, gen(7))
+    a, b = src.sample(100, gen(7)).x, src.sample(100, gen(7)).x
     assert torch.equal(a, b)
-    assert not torch.equal(a, src.sample(100, gen(8)))
+    assert not torch.equal(a, src.sample(100, gen(8)).x)
     g = gen(7)
-    first, second = src.sample(50, g), src.sample(50, g)  # one stream: consecutive draws differ
+    first, second = src.sample(50, g).x, src.sample(50, g).x  # one stream: consecutive draws differ
     assert not torch.equal(first, second)
 
 
@@ -171,7 +171,7 @@ def test_mnist_from_idx_files(tmp_path):
 
     src = build_data(cfg, "cpu")
     assert src.info.kind == "image" and src.info.shape == (1, 28, 28) and src.info.n_modes == 10
-    x = src.sample(40, gen(0))
+    x = src.sample(40, gen(0)).x
     assert x.shape == (40, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= -1 and x.max() <= 1 and x.min() == -1 and x.max() == 1
     # every sample is one of the stored images, mapped exactly by u8 / 127.5 - 1
@@ -180,7 +180,7 @@ def test_mnist_from_idx_files(tmp_path):
     flat = images.flatten(1)
     for row in back.flatten(1):
         assert (flat == row).all(1).any()
-    assert torch.equal(src.sample(40, gen(0)), x)  # deterministic given the generator
+    assert torch.equal(src.sample(40, gen(0)).x, x)  # deterministic given the generator
 
 
 def test_mnist_limit_resize_channels(tmp_path):
@@ -332,7 +332,7 @@ def test_digits():
     assert labels.tolist() == d.target[:1500].tolist() and test_labels.tolist() == d.target[1500:].tolist()
     src = build_data(cfg, "cpu")
     assert src.info.shape == (1, 8, 8)
-    assert torch.equal(src.sample(16, gen(5)), src.sample(16, gen(5)))
+    assert torch.equal(src.sample(16, gen(5)).x, src.sample(16, gen(5)).x)
 
 
 # ------------------------------------------------------------------------------------ image folder
@@ -375,7 +375,7 @@ def test_image_folder(tmp_path):
 
     src = build_data(data_cfg("image_folder", path=str(folder), image_size=8, channels=1), "cpu")
     assert src.info.shape == (1, 8, 8) and len(src) == 4 and src.info.n_modes is None
-    x = src.sample(10, gen(0))
+    x = src.sample(10, gen(0)).x
     assert x.shape == (10, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
     limited = load_images(data_cfg("image_folder", path=str(folder), image_size=8,
                                      channels=1, limit=2))[0]
@@ -657,6 +657,6 @@ def test_sampling_on_cuda_with_cpu_or_cuda_generator(tmp_path):
     for cfg in (toy_cfg("ring8"), toy_cfg("lines"), image_cfg("mnist", tmp_path)):
         src = build_data(cfg, "cuda")
         for g in (torch.Generator("cuda").manual_seed(0), gen(0)):
-            a = src.sample(32, g)
+            a = src.sample(32, g).x
             g.manual_seed(0)
-            assert a.is_cuda and torch.equal(a, src.sample(32, g))
+            assert a.is_cuda and torch.equal(a, src.sample(32, g).x)

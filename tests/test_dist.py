@@ -26,6 +26,7 @@ import torch
 from conftest import BIN, compose_train, scalar_tags
 
 from gan_cli.runs import checkpoint as ck
+from gan_cli.data.base import Batch
 from gan_cli.training import dist
 from gan_cli import seeds
 from gan_cli.config import UserError
@@ -42,7 +43,7 @@ TINY = ["model=nsgan", "net=mlp", "net.hidden=16", "net.depth=2", "model.d_norm=
 def test_rank_streams_come_from_the_seed_table():
     assert seeds.seed_for(3, "train", 0) == seeds.seed_for(3, "train")  # rank 0 = one process
     ranks = {seeds.seed_for(3, s, r) for s in seeds.PER_RANK for r in range(4)}
-    assert len(ranks) == 2 * 4  # every rank its own stream
+    assert len(ranks) == len(seeds.PER_RANK) * 4  # every rank its own stream
     assert seeds.seed_for(3, "train", 1) != seeds.seed_for(4, "train", 1)
     assert 0 <= seeds.seed_for(-5, "train", 7) < 2**63
     with pytest.raises(ValueError):
@@ -81,7 +82,7 @@ def _feed(trainer, rank: int, world: int):
         full = torch.randn(n * world, width, generator=g)
         return full[rank * n:(rank + 1) * n]
 
-    trainer.data.sample = lambda n, gen=None: take(n, 2) * 0.5 + 1.0
+    trainer.data.sample = lambda n, gen=None: Batch(take(n, 2) * 0.5 + 1.0, None)
     trainer.noise = lambda n, gen: take(n, trainer.latent_dim)
 
 
@@ -91,11 +92,11 @@ def _weights(trainer) -> dict:
 
 def _rank_worker(ctx, tmp: str):
     """Each of 2 ranks: K training steps on fed batches, then one evaluation of a fixed generator."""
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
 
     torch.set_num_threads(1)
     cfg = compose_train(*TINY, f"steps={K}", "dist.nproc=2", tmp_path=tmp)
-    tr = Trainer(cfg, tmp)
+    tr = build_trainer(cfg, tmp)
     G0 = copy.deepcopy(tr.G)  # scored below: the same weights, bit for bit, as the one-process side's
     _feed(tr, ctx.rank, ctx.world)
     for _ in range(K):
@@ -113,14 +114,14 @@ def _rank_worker(ctx, tmp: str):
 @pytest.mark.slow
 def test_two_ranks_half_batch_train_like_one_rank_and_score_the_same(tmp_path, one_torch_thread):
     from gan_cli.build import build_data, build_evaluator
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
     from gan_cli.metrics.evaluator import generator_sampler
 
     dist.spawn(_rank_worker, 2, (str(tmp_path),))
     two = torch.load(tmp_path / "rank0.pt")
 
     cfg = compose_train(*TINY, f"steps={K}", tmp_path=tmp_path)
-    one = Trainer(cfg, tmp_path)
+    one = build_trainer(cfg, tmp_path)
     G0 = copy.deepcopy(one.G)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in [*one.G.modules(), *one.D.modules()])
     _feed(one, 0, 1)

@@ -47,7 +47,7 @@ class GridGenerator(torch.nn.Module):
 
     latent_dim = 4
 
-    def forward(self, z):
+    def forward(self, z, c=None):
         mode = torch.clamp(torch.round(z[:, :2] * 1.2), -2, 2) * 2.0
         return mode + 0.05 * z[:, 2:]
 

@@ -301,7 +301,7 @@ def test_disjoint_estimates_report_fits_the_clipping_constant(tmp_path):
     """Clipped critics estimate K * W1: the report fits K (least squares through 0) and lists estimate / K."""
     def job(model, theta, est, n):
         cfg = {"experiment": "disjoint_estimates", "seed": 0, "train_generator": False, "data": {"name": "lines"},
-               "net": {"name": "theta", "theta0": theta}, "model": {"name": model, "gp_weight": 0.0, "clip": 0.01}}
+               "net": {"name": "theta", "theta0": theta}, "model": {"name": model, "clip": 0.01}}
         res = {"final": {"estimate/w": est, "gen/theta": theta}, "checkpoint": None}
         return Job(dir=tmp_path, num=n, overrides={}, config=cfg, status="completed", results=res)
 

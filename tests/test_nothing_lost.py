@@ -263,13 +263,16 @@ def test_hparams_have_the_same_columns_for_every_model():
     models = [p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml")]
     cols = {m: set(flat_hparams(compose_train(f"model={m}"))) for m in models}
     assert len({frozenset(c) for c in cols.values()}) == 1 and "divergence" in cols["gan"]
-    # r1_gamma: the weight the run trains with; f-GAN's null resolves to the divergence's own (tv 0.003 at box points, kl 0)
+    # r1_gamma: the weight the run trains with: without reg=[r1] f-GAN's tv row has its own (0.003 at box points), kl none
     r1 = {d: flat_hparams(compose_train("model=fgan", f"model.divergence={d}"))["r1_gamma"] for d in ("tv", "kl")}
     assert r1 == {"tv": 0.003, "kl": 0.0}
     assert flat_hparams(compose_train("model=fgan", "model.divergence=tv"))["r1_points"] == "box"
-    assert flat_hparams(compose_train("model=nsgan"))["r1_points"] == "real"
-    assert flat_hparams(compose_train("model=fgan", "model.divergence=tv", "model.r1_gamma=0"))["r1_gamma"] == 0.0
-    assert flat_hparams(compose_train("model=nsgan", "model.r1_gamma=0.5"))["r1_gamma"] == 0.5
+    assert flat_hparams(compose_train("model=nsgan"))["r1_points"] == "-"
+    assert flat_hparams(compose_train("model=nsgan", "reg=[r1]"))["r1_points"] == "real"
+    off = flat_hparams(compose_train("model=fgan", "model.divergence=tv", "reg=[r1]", "reg.r1.gamma=0"))
+    assert off["r1_gamma"] == 0.0 and off["reg"] == "r1"
+    both = flat_hparams(compose_train("model=wgan_gp", "reg=[r1]", "reg.r1.gamma=0.5"))
+    assert (both["r1_gamma"], both["gp_weight"], both["reg"]) == (0.5, 10.0, "gp+r1")
 
 
 def test_a_run_that_fails_before_its_first_step_says_so_in_its_folder(tmp_path):
@@ -281,10 +284,10 @@ def test_a_run_that_fails_before_its_first_step_says_so_in_its_folder(tmp_path):
 
 
 def test_skip_mode_does_not_suggest_skip_mode(tmp_path):
-    from gan_cli.training.loop import Diverged, Trainer
+    from gan_cli.training.loop import Diverged, build_trainer
 
     for mode, says in (("stop", True), ("skip", False)):
-        tr = Trainer(compose_train(f"guard.on_nonfinite={mode}", tmp_path=tmp_path), tmp_path)
+        tr = build_trainer(compose_train(f"guard.on_nonfinite={mode}", tmp_path=tmp_path), tmp_path)
         with pytest.raises(Diverged) as e:
             tr.check_finite({"loss/d": float("nan"), "loss/g": 0.0, tr.objective.estimate_tag: 0.0})
         assert ("guard.on_nonfinite=skip" in str(e.value)) == says

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from gan_cli.config import UserError
-from gan_cli.objectives import DIVERGENCES, FGAN, GAN, NSGAN, WGAN, WGANGP, Wasserstein, gradient_penalty
+from gan_cli.objectives import DIVERGENCES, FGAN, GAN, NSGAN, WGAN, Wasserstein
+from gan_cli.regularizers import GradientPenalty, gradient_penalty
 
 ROWS = ["kl", "rkl", "pearson", "hellinger", "js", "gan", "tv", "neyman"]
 REAL = np.array([0.5, -1.0, 2.0, 0.25])
@@ -61,7 +62,12 @@ def test_objectives_built_from_their_yaml():
     assert type(w) is WGAN and w.clip == 0.01 and w.n_critic == 5
     assert (w.warmup_critic_steps, w.warmup_g_steps, w.warmup_every) == (100, 25, 500)
     gp = _built("model=wgan_gp")
-    assert type(gp) is WGANGP and gp.gp_weight == 10.0 and gp.n_critic == 5
+    assert type(gp) is Wasserstein and gp.n_critic == 5  # and the penalty as its regulariser:
+    from gan_cli.build import build_regularizers
+    from conftest import compose_train
+
+    regs = build_regularizers(compose_train("model=wgan_gp").reg, gp)
+    assert list(regs) == ["gp"] and type(regs["gp"]) is GradientPenalty and regs["gp"].weight == 10.0
     obj = _built("model=fgan", "model.divergence=js")
     assert isinstance(obj, FGAN) and obj.div.name == "js" and obj.estimate_tag == "estimate/fdiv_js"
     assert _built("model=gan").estimate_tag == "estimate/jsd"

@@ -11,6 +11,7 @@ from gan_cli.build import build_data, build_nets, plain_config
 from gan_cli.lab.pacgan_table import PAPER, mean_se, row_label
 from gan_cli.nets.pacgan import LinearMaxout, PacGANDiscriminator, PacGANGenerator
 from gan_cli.runs.results import Job
+from gan_cli.training.step import DPath
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,7 +54,7 @@ def test_pacgan_nets_have_the_papers_shapes_and_packing_widens_only_ds_input():
     # through the config: model.pack=3 builds D on 6 inputs and judges 100 triples of a 300-sample batch
     cfg = compose_train("experiment=pacgan_table", "experiment@_global_=pacgan_table_pac3", "data=grid25")
     Gc, Dc = build_nets(cfg, build_data(cfg.data).info)
-    assert Dc.inner.net[0].linear.in_features == 6 and Dc(torch.randn(300, 2)).shape == (100,)
+    assert Dc.net[0].linear.in_features == 6 and DPath(Dc, pack=3)(torch.randn(300, 2)).shape == (100,)
     assert isinstance(Gc, PacGANGenerator) and Gc(torch.randn(300, 2)).shape == (300, 2)
 
 
@@ -63,7 +64,8 @@ def test_table_rows_compose_with_the_papers_settings():
     for row, (m, k, batch) in rows.items():
         cfg = compose_train("experiment=pacgan_table", f"experiment@_global_=pacgan_table_{row}", "data=grid25")
         assert cfg.experiment == "pacgan_table" and cfg.net.name == "pacgan" and cfg.model.name == "nsgan"
-        assert (cfg.model.pack, cfg.model.unroll_steps, cfg.data.batch_size) == (m, k, batch)
+        k_cfg = cfg.reg.unrolled.steps if "unrolled" in cfg.reg else 0
+        assert (cfg.model.pack, k_cfg, cfg.data.batch_size) == (m, k, batch)
         for opt in (cfg.model.opt_g, cfg.model.opt_d):
             assert (opt.name, opt.lr, opt.beta1, opt.beta2) == ("adam", 1e-4, 0.8, 0.999)
         assert cfg.data.latent_dim == 2 and cfg.metrics.num_samples == 2500 and cfg.metrics.suite == "toy"

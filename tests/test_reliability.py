@@ -407,11 +407,11 @@ def test_bad_checkpoints_are_refused_in_process(good_ckpt, tmp_path):
         if marker is not None:
             assert not marker.exists(), "unpickling ran code from the checkpoint"
     # gan-eval-like use: a Trainer built for another architecture refuses a checkpoint
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
 
     cfg = compose_train(*[a for a in BASE if not a.startswith("net.hidden")], "net.hidden=16", tmp_path=tmp_path)
     with pytest.raises(UserError) as e:
-        Trainer(cfg, tmp_path / "eval", ck.load_checkpoint(good_ckpt), resume_from=good_ckpt)
+        build_trainer(cfg, tmp_path / "eval", ck.load_checkpoint(good_ckpt), resume_from=good_ckpt)
     assert "\n" not in str(e.value) and str(good_ckpt) in str(e.value) and "size mismatch" in str(e.value)
 
 
@@ -460,7 +460,11 @@ def test_bad_input_exits_nonzero_with_clear_line_and_no_half_made_run(tmp_path):
     tiny = [a for a in BASE if not a.startswith("steps")] + ["steps=5"]
     cases = [
         # (overrides, words expected on the first stderr line, Hydra-composed? (Hydra's own multi-line text))
-        (["model=nope"], "model/nope", True),  # unknown group option
+        (["model=nope"], "model=nope: there is no such model option", False),  # unknown group option: one line
+        (["experiment=nope"], "experiment=nope: there is no such experiment option", False),  # a missing preset
+        (["reg=[r1,nope]"], "reg=nope: there is no such reg option", False),
+        (["augment=nope"], "augment=nope: there is no such augment option", False),
+        (["model.r1_gamma=10"], "model.r1_gamma=10 has moved: write reg=[r1] reg.r1.gamma=10", False),
         (["steps=abc"], "steps=abc", True),  # wrong type
         (["model.opt_d.lr=-1"], "model.opt_d.lr=-1.0 is out of range", False),  # out of range
         ([f"resume={tmp_path / 'no_such_run'}"], "no such folder", False),
@@ -482,7 +486,7 @@ def test_bad_input_exits_nonzero_with_clear_line_and_no_half_made_run(tmp_path):
         assert not list(cwd.rglob("checkpoints")), ov
         for st in cwd.rglob("status.json"):
             assert json.loads(st.read_text())["state"] == "failed", (ov, st)
-        if hydra_text or ov[0].startswith("resume="):
+        if hydra_text or ov[0].startswith(("resume=", "model=nope", "experiment=", "reg=", "augment=", "model.r1")):
             assert not (cwd / "outputs").exists(), ov  # nothing at all was created
     assert not (tmp_path / "no_such_run").exists()
     assert os.listdir(tmp_path / "empty_run") == []

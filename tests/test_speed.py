@@ -22,8 +22,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gan_cli.config import SpeedConfig, UserError
-from gan_cli.objectives.base import inner_grad_scale, input_grad
-from gan_cli.objectives.wgan import WGANGP, gradient_penalty
+from gan_cli.objectives.wgan import Wasserstein
+from gan_cli.regularizers.base import inner_grad_scale, input_grad
+from gan_cli.regularizers.gp import GradientPenalty, gradient_penalty
 from gan_cli.training.speed import compiler_missing, resolve
 
 PKG = Path(__file__).resolve().parents[1] / "gan_cli"
@@ -35,10 +36,10 @@ def speed_cfg(**kw):
 
 
 def trainer(tmp_path, *overrides, device="cpu"):
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
 
     cfg = compose_train(*overrides, f"device={device}", "metrics=none", "image_every=0", tmp_path=tmp_path)
-    return Trainer(cfg, tmp_path)
+    return build_trainer(cfg, tmp_path)
 
 
 def params(m: nn.Module) -> list[torch.Tensor]:
@@ -156,13 +157,13 @@ def test_exact_switches_agree_with_the_default(tmp_path, override, one_torch_thr
 
 def test_resume_reapplies_the_optimizer_choice(tmp_path, one_torch_thread):
     """Optimizer.load_state_dict takes fused/foreach from the saved groups: the speed path puts the plan back."""
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
 
     tr = trainer(tmp_path / "a", "speed.optimizer=fused", "model.n_critic=1", "data.batch_size=16")
     tr.train_step(False)
     state = tr.state_dict()
     cfg = compose_train("device=cpu", "metrics=none", "speed.optimizer=off", "data.batch_size=16", tmp_path=tmp_path / "b")
-    tr2 = Trainer(cfg, tmp_path / "b", resume_state=state)
+    tr2 = build_trainer(cfg, tmp_path / "b", resume_state=state)
     assert tr2.opt_d.param_groups[0]["fused"] is None and tr2.opt_d.param_groups[0]["foreach"] is None
     tr2.train_step(False)
 
@@ -209,11 +210,14 @@ def test_wgan_gp_penalty_is_the_same_with_a_scale():
 
 
 def gp_grads(D, call, seed=0):
-    """(penalty, gradients of D's parameters) of WGAN-GP's D loss with ``call`` as the module the objective gets."""
+    """(penalty, gradients of D's parameters) of WGAN-GP's D loss with ``call`` as the module on the path into D."""
+    from gan_cli.training.step import DPath, discriminator_loss
+
     real = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
     fake = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(seed + 1))
     D.zero_grad(set_to_none=True)
-    loss = WGANGP(gp_weight=10.0).discriminator_loss(call, real, fake, torch.Generator().manual_seed(7))
+    path = DPath(call, generator=torch.Generator().manual_seed(7))
+    loss, _ = discriminator_loss(Wasserstein(), {"gp": GradientPenalty(10.0)}, path, real, None, fake, None)
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in D.parameters()]
 
@@ -250,7 +254,7 @@ def compiled_vs_eager(tmp_path, backend, model, steps):
     runs = []
     for compile_on in (False, True):
         tr = trainer(tmp_path / str(compile_on), f"model={model}", "net.hidden=16", "net.depth=2", "data.batch_size=16",
-                     *(["model.r1_gamma=1"] if model == "nsgan" else []),
+                     *(["reg=[r1]", "reg.r1.gamma=1"] if model == "nsgan" else []),
                      f"speed.compile={str(compile_on).lower()}", f"speed.compile_backend={backend}")
         assert (tr.speed.D is not tr.D) == compile_on
         for _ in range(steps):
@@ -264,7 +268,7 @@ def compiled_vs_eager(tmp_path, backend, model, steps):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["wgan_gp", "nsgan"])  # the penalty; R1 (nsgan + r1_gamma): both double-backward
+@pytest.mark.parametrize("model", ["wgan_gp", "nsgan"])  # the penalty; R1 (nsgan + reg=[r1]): both double-backward
 def test_compiled_training_matches_eager_aot(tmp_path, model, one_torch_thread):
     compiled_vs_eager(tmp_path, "aot_eager", model, steps=2)
 
@@ -311,10 +315,12 @@ def host_reads():
 
 
 def run_between_log_steps(tr, monkeypatch, state):
-    """Run ``tr`` with the recorder paused inside the log/picture/evaluation/checkpoint phases only."""
-    for name in ("log_scalars", "check_finite", "log_pictures", "evaluate", "_checked_save", "_saved_now",
-                 "_log_hparams"):
-        fn = getattr(tr, name)
+    """Run ``tr`` with the recorder paused inside the periodic tasks (logging, guard, pictures, evaluation,
+    checkpoints) and the end of the run only."""
+    from gan_cli.training import tasks
+
+    def pause(owner, name):
+        fn = getattr(owner, name)
 
         def paused(*a, _fn=fn, **k):
             state["paused"] += 1
@@ -322,14 +328,19 @@ def run_between_log_steps(tr, monkeypatch, state):
                 return _fn(*a, **k)
             finally:
                 state["paused"] -= 1
-        monkeypatch.setattr(tr, name, paused)
+        monkeypatch.setattr(owner, name, paused)
+
+    for cls in (tasks.Logging, tasks.Guard, tasks.Pictures, tasks.Evaluation, tasks.Checkpoints):
+        pause(cls, "run")
+    for name in ("checked_save", "_saved_now", "_log_hparams"):
+        pause(tr, name)
     return tr.run()
 
 
 HOT = [
     ("nsgan", []), ("gan", []), ("hinge", []), ("wgan", ["model.warmup_critic_steps=0"]), ("wgan_gp", []),
-    ("fgan", ["model.divergence=kl"]), ("nsgan", ["model.r1_gamma=1", "model.r1_every=2"]),
-    ("nsgan", ["model.instance_noise=0.1", "model.instance_noise_steps=5"]), ("nsgan", ["model.unroll_steps=1"]),
+    ("fgan", ["model.divergence=kl"]), ("nsgan", ["reg=[r1]", "reg.r1.gamma=1", "reg.r1.every=2"]),
+    ("nsgan", ["reg=[instance_noise]", "reg.instance_noise.steps=5"]), ("nsgan", ["reg=[unrolled]", "reg.unrolled.steps=1"]),
     ("nsgan", ["model.pack=2"]), ("nsgan", ["ema.beta=0.9"]), ("nsgan", ["speed.amp=bf16"]),
 ]
 

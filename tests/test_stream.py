@@ -113,8 +113,8 @@ def test_stream_batches_shape_dtype_range_and_uniform_law(tmp_path):
     t = build_data(_folder_cfg(folder, loader="tensor"), "cpu")
     s = build_data(_folder_cfg(folder, loader="stream", num_workers=0), "cpu")
     g_s, g_t = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-    xs = torch.cat([s.sample(50, g_s) for _ in range(40)])
-    xt = torch.cat([t.sample(50, g_t) for _ in range(40)])
+    xs = torch.cat([s.sample(50, g_s).x for _ in range(40)])
+    xt = torch.cat([t.sample(50, g_t).x for _ in range(40)])
     for x in (xs, xt):
         assert x.shape == (2000, 1, 8, 8) and x.dtype == torch.float32 and x.device.type == "cpu"
         assert x.min() >= -1 and x.max() <= 1
@@ -123,7 +123,7 @@ def test_stream_batches_shape_dtype_range_and_uniform_law(tmp_path):
     for x in (xs, xt):
         counts = torch.bincount(_ids(x), minlength=N_FOLDER).numpy()
         assert counts.sum() == 2000 and stats.chisquare(counts).pvalue > 1e-3
-    assert len(torch.unique(_ids(s.sample(50, g_s)))) < 50  # with replacement: 50 draws of 40 images repeat
+    assert len(torch.unique(_ids(s.sample(50, g_s).x))) < 50  # with replacement: 50 draws of 40 images repeat
 
 
 def test_stream_is_seeded_by_the_train_stream_and_independent_of_workers(tmp_path):
@@ -135,7 +135,7 @@ def test_stream_is_seeded_by_the_train_stream_and_independent_of_workers(tmp_pat
         src = build_data(_folder_cfg(folder, loader="stream", num_workers=workers), "cpu")
         g = torch.Generator().manual_seed(seed)
         before = g.get_state()
-        runs[key] = [src.sample(16, g) for _ in range(6)]
+        runs[key] = [src.sample(16, g).x for _ in range(6)]
         assert torch.equal(g.get_state(), before)
         src.close()
     assert all(torch.equal(a, b) for a, b in zip(runs["w0"], runs["w2"]))
@@ -148,8 +148,8 @@ def test_other_generators_draw_like_the_tensor_path(tmp_path):
     folder = _folder(tmp_path)
     t = build_data(_folder_cfg(folder, loader="tensor"), "cpu")
     s = build_data(_folder_cfg(folder, loader="stream", num_workers=0), "cpu")
-    s.sample(8, torch.Generator().manual_seed(0))  # the pipeline's owner
-    a, b = s.sample(30, torch.Generator().manual_seed(3)), t.sample(30, torch.Generator().manual_seed(3))
+    s.sample(8, torch.Generator().manual_seed(0)).x  # the pipeline's owner
+    a, b = s.sample(30, torch.Generator().manual_seed(3)).x, t.sample(30, torch.Generator().manual_seed(3)).x
     assert torch.equal(a, b)
 
 
@@ -158,16 +158,16 @@ def test_resume_state_continues_the_same_batches(tmp_path):
     cfg = _folder_cfg(folder, loader="stream", num_workers=0)
     whole = build_data(cfg, "cpu")
     g = torch.Generator().manual_seed(1)
-    ref = [whole.sample(16, g) for _ in range(7)]
+    ref = [whole.sample(16, g).x for _ in range(7)]
     part = build_data(cfg, "cpu")
     g = torch.Generator().manual_seed(1)
-    [part.sample(16, g) for _ in range(3)]
+    [part.sample(16, g).x for _ in range(3)]
     state = part.state_dict()
     assert state["batches"] == 3
     resumed = build_data(cfg, "cpu")
     resumed.load_state_dict(state)
     g = torch.Generator().manual_seed(1)
-    assert all(torch.equal(resumed.sample(16, g), r) for r in ref[3:])
+    assert all(torch.equal(resumed.sample(16, g).x, r) for r in ref[3:])
 
 
 def test_shards_are_disjoint_and_cover_the_data(tmp_path):
@@ -179,7 +179,7 @@ def test_shards_are_disjoint_and_cover_the_data(tmp_path):
         for loader in ("stream", "tensor"):
             src = build_data(_folder_cfg(folder, loader=loader, num_workers=0), "cpu").shard(rank, 3)
             g = torch.Generator().manual_seed(rank)
-            ids = set(_ids(torch.cat([src.sample(64, g) for _ in range(4)])).tolist())
+            ids = set(_ids(torch.cat([src.sample(64, g).x for _ in range(4)])).tolist())
             assert all(i % 3 == rank for i in ids)
             seen |= ids
     assert seen == set(range(N_FOLDER))
@@ -237,7 +237,7 @@ def test_an_image_folder_is_sized_without_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(images_mod, "read_image", lambda *a: calls.append(a) or real(*a))
     src = build_data(_folder_cfg(folder, loader="auto", memory_budget_gb=1e-6, num_workers=0), "cpu")
     assert isinstance(src, StreamSource) and len(src) == N_FOLDER and calls == []
-    src.sample(4, torch.Generator().manual_seed(0))
+    src.sample(4, torch.Generator().manual_seed(0)).x
     assert len(calls) == 4
 
 
@@ -273,7 +273,7 @@ def test_an_unreadable_file_stops_the_stream_with_its_line(tmp_path):
     g = torch.Generator().manual_seed(0)
     with pytest.raises(UserError) as e:
         for _ in range(20):  # image 0 of 3 is drawn within 20 batches of 8 (all but surely)
-            src.sample(8, g)
+            src.sample(8, g).x
     assert "cannot read image file" in one_line(e) and "00.png" in one_line(e)
     src.close()
 
@@ -282,7 +282,7 @@ def test_an_unreadable_file_stops_the_stream_with_its_line(tmp_path):
 def _stream_in_a_loky_worker(folder: str) -> list:
     src = build_data(_folder_cfg(folder, loader="stream", num_workers=1), "cpu")
     g = torch.Generator().manual_seed(5)
-    out = [src.sample(8, g) for _ in range(3)]
+    out = [src.sample(8, g).x for _ in range(3)]
     src.close()
     import multiprocessing as mp
 
@@ -300,7 +300,7 @@ def test_workers_run_inside_a_joblib_loky_worker(tmp_path):
     assert method == "spawn"
     src = build_data(_folder_cfg(folder, loader="stream", num_workers=0), "cpu")
     g = torch.Generator().manual_seed(5)
-    assert [src.sample(8, g).tolist() for _ in range(3)] == batches
+    assert [src.sample(8, g).x.tolist() for _ in range(3)] == batches
 
 
 # ------------------------------------------------------------------------------- gan-train end to end
@@ -318,7 +318,7 @@ def test_gan_train_streams_a_folder_and_resumes_exactly(tmp_path, one_torch_thre
     """A short gan-train run streams an image folder (tiny budget, 1 worker) to the end; interrupted at step 3
     and resumed, it ends with the weights of the uninterrupted run (the sampler's batch count is in the
     checkpoint)."""
-    from gan_cli.training.loop import Interrupted, Trainer
+    from gan_cli.training.loop import Interrupted, build_trainer
     from gan_cli.cli.train import train
 
     folder = _folder(tmp_path)
@@ -330,7 +330,7 @@ def test_gan_train_streams_a_folder_and_resumes_exactly(tmp_path, one_torch_thre
     a = _last_state(full)
     assert a["data"]["loader"] == "stream" and a["data"]["batches"] == 6
 
-    tr = Trainer(compose_train(*args, tmp_path=part), part)
+    tr = build_trainer(compose_train(*args, tmp_path=part), part)
     assert isinstance(tr.data, StreamSource)
 
     def progress(step, host):
@@ -360,5 +360,5 @@ def test_fashion_mnist_streams_the_same_images(tmp_path):
     assert isinstance(s, StreamSource) and len(s) == 1000
     idx = torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:64]
     assert torch.equal(s.rows(idx), t.images[idx])
-    x = s.sample(64, torch.Generator().manual_seed(0))
+    x = s.sample(64, torch.Generator().manual_seed(0)).x
     assert x.shape == (64, 1, 28, 28) and x.min() >= -1 and x.max() <= 1

@@ -9,7 +9,7 @@ import torch
 from conftest import BIN, compose_train, scalar_tags
 from idx import fake_mnist, write_mnist_raw
 
-from gan_cli.training.loop import Trainer
+from gan_cli.training.loop import build_trainer
 from gan_cli.cli.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -56,8 +56,8 @@ def _data_overrides(name, tmp_path):
 @pytest.mark.parametrize("data", [d for d in DATA if d != "cifar10"])
 def test_every_model_and_data_composes_and_instantiates(model, data, tmp_path):
     cfg = compose_train(f"model={model}", f"data={data}", *_data_overrides(data, tmp_path), tmp_path=tmp_path)
-    tr = Trainer(cfg, tmp_path)
-    x = tr.data.sample(4, tr.gen)
+    tr = build_trainer(cfg, tmp_path)
+    x = tr.data.sample(4, tr.gen).x
     assert x.shape[1:] == tuple(tr.info.shape)
     fake = tr.G(tr.noise(4, tr.gen))
     assert fake.shape == x.shape
@@ -72,7 +72,7 @@ def test_cifar10_offline_is_one_clear_line(tmp_path):
     from gan_cli.config import UserError
 
     with pytest.raises(UserError) as e:
-        Trainer(cfg, tmp_path)
+        build_trainer(cfg, tmp_path)
     msg = str(e.value)
     assert "\n" not in msg and "CIFAR" in msg.upper() and str(tmp_path) in msg
 
@@ -81,7 +81,7 @@ def test_cifar10_offline_is_one_clear_line(tmp_path):
 def test_net_options_on_toy(net, tmp_path):
     """net=mlp and net=auto (ring8's default is the MLP) build the same MLPs, sized by net.hidden/depth."""
     cfg = compose_train(f"net={net}", "net.hidden=24", "net.depth=2", tmp_path=tmp_path)
-    tr = Trainer(cfg, tmp_path)
+    tr = build_trainer(cfg, tmp_path)
     lin = [m for m in tr.G.modules() if isinstance(m, torch.nn.Linear)]
     assert type(tr.G).__name__ == "MLPGenerator" and type(tr.D).__name__ == "MLPDiscriminator"
     assert [m.out_features for m in lin] == [24, 24, 2] and lin[0].in_features == 2
@@ -91,17 +91,17 @@ def test_net_options_on_toy(net, tmp_path):
 
 
 def test_theta_and_gaussian_nets(tmp_path):
-    tr = Trainer(compose_train("data=lines", "net=theta", "net.theta0=0.5", tmp_path=tmp_path), tmp_path)
+    tr = build_trainer(compose_train("data=lines", "net=theta", "net.theta0=0.5", tmp_path=tmp_path), tmp_path)
     out = tr.G(tr.noise(100, tr.gen))
     assert torch.allclose(out[:, 0], torch.full((100,), 0.5))
-    tr = Trainer(compose_train("data=mog1d", "net=gaussian", tmp_path=tmp_path), tmp_path)
+    tr = build_trainer(compose_train("data=mog1d", "net=gaussian", tmp_path=tmp_path), tmp_path)
     assert tr.G(tr.noise(10, tr.gen)).shape == (10, 1)
 
 
 @pytest.mark.parametrize("div", DIVERGENCES)
 def test_fgan_divergences_compose(div, tmp_path):
     cfg = compose_train("model=fgan", f"model.divergence={div}", "data=mog1d", tmp_path=tmp_path)
-    tr = Trainer(cfg, tmp_path)
+    tr = build_trainer(cfg, tmp_path)
     assert tr.objective.estimate_tag == f"estimate/fdiv_{div}"
 
 
@@ -109,7 +109,8 @@ def test_model_paper_defaults():
     w = compose_train("model=wgan").model
     assert (w.opt_d.name, w.opt_d.lr, w.clip, w.n_critic) == ("rmsprop", 5e-5, 0.01, 5)
     gp = compose_train("model=wgan_gp").model
-    assert (gp.opt_d.lr, gp.opt_d.beta1, gp.opt_d.beta2, gp.gp_weight, gp.n_critic, gp.d_norm) == (1e-4, 0.0, 0.9, 10.0, 5, "none")
+    assert (gp.opt_d.lr, gp.opt_d.beta1, gp.opt_d.beta2, gp.n_critic, gp.d_norm) == (1e-4, 0.0, 0.9, 5, "none")
+    assert compose_train("model=wgan_gp").reg.gp.weight == 10.0
     ns = compose_train("model=nsgan").model
     assert (ns.opt_g.lr, ns.opt_g.beta1, ns.opt_g.beta2) == (2e-4, 0.5, 0.999)
 
@@ -137,12 +138,12 @@ def test_short_run_writes_tensorboard_tags(model, tmp_path):
 def test_wasserstein_estimate_is_dual_value(tmp_path):
     """The logged estimate equals E_real f - E_fake f recomputed on the same held-out batch."""
     cfg = compose_train("model=wgan", "steps=2", "log_every=1", "image_every=0", tmp_path=tmp_path)
-    tr = Trainer(cfg, tmp_path)
+    tr = build_trainer(cfg, tmp_path)
     state = tr.est_gen.get_state()
     est = tr.estimate()
     tr.est_gen.set_state(state)
     with torch.no_grad():
-        real = tr.data.sample(cfg.estimate_batch, tr.est_gen)
+        real = tr.data.sample(cfg.estimate_batch, tr.est_gen).x
         fake = tr.G(tr.noise(cfg.estimate_batch, tr.est_gen))
         want = tr.D(real).mean() - tr.D(fake).mean()
     assert torch.allclose(est, want, atol=1e-6)
@@ -204,7 +205,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, setup, tag):
 
     from gan_cli.training.loop import Interrupted
 
-    tr = Trainer(compose_train(*common, "ckpt_every=0", tmp_path=part), part)
+    tr = build_trainer(compose_train(*common, "ckpt_every=0", tmp_path=part), part)
 
     def progress(step, host):
         if step == 5:
@@ -301,13 +302,13 @@ def test_trainer_tells_scheduled_modules_the_fraction_of_training_done(tmp_path)
     """net.fourier's fade-in follows the step count: before step i (0-based) of n, a = ramp(i / (n - 1)); with
     packing the features see the packed input.  The fraction comes from the step count alone, so a resumed run
     (which restores the step) gets the same."""
-    from gan_cli.training.loop import Trainer
+    from gan_cli.training.loop import build_trainer
     from gan_cli.nets.mlp import FourierFeatures
 
     cfg = compose_train("net=mlp", "net.hidden=16", "net.fourier=8", "net.fourier_from=0.25", "net.fourier_to=0.75",
                         "net.codes=7", "net.latent_dim=3", "model.pack=2", "steps=9", "estimate_batch=64",
                         tmp_path=tmp_path)
-    tr = Trainer(cfg, tmp_path)
+    tr = build_trainer(cfg, tmp_path)
     ff = next(m for m in tr.D.modules() if isinstance(m, FourierFeatures))
     assert ff.B.shape == (4, 8)  # 2 packed 2-D samples
     seen = []

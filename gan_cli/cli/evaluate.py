@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.runs import checkpoint as ck
 
 from gan_cli.files import probe_writable, write_json
+from gan_cli.cli.precheck import check_argv
 from gan_cli.config import UserError, register_configs
 from gan_cli.runs.hints import shell_path
 
@@ -153,14 +154,21 @@ def evaluate(cfg: DictConfig) -> dict:
             _print_table(f"{title} [truncation {name}]" if name != "none" else f"{title} [no truncation]", vals)
     else:
         _print_table(title, results)
-    if cfg.ckpt and cfg.tensorboard and (out_dir / "tb").is_dir():
-        from torch.utils.tensorboard import SummaryWriter
+    if cfg.ckpt and cfg.tensorboard and (out_dir / "tb").is_dir():  # the run's own trackers, at its step
+        from gan_cli.build import build_loggers
 
-        with SummaryWriter(str(out_dir / "tb")) as w:
-            for k, v in results.items():
-                w.add_scalar(f"eval/{k}", v, report["step"])
+        loggers = build_loggers(tcfg.get("logger"))
+        loggers.start(out_dir, report["step"])
+        try:
+            loggers.log_scalars({f"eval/{k}": v for k, v in results.items()}, report["step"])
             if fig is not None:
-                w.add_figure("eval/truncation", fig, report["step"])
+                loggers.log_figure("eval/truncation", fig, report["step"])
+        finally:
+            loggers.close()
+    if fig is not None:
+        from gan_cli import viz
+
+        viz.close(fig)
     print(f"wrote {shell_path(out_dir / 'metrics.json')}")
     return report
 
@@ -362,6 +370,11 @@ def main() -> None:
     torch.set_grad_enabled(True)
     # `export=<dir>` is the short form of `export.dir=<dir>` (export.n sets the count)
     sys.argv = [("export.dir=" + a[len("export="):]) if a.startswith("export=") else a for a in sys.argv]
+    try:
+        check_argv(sys.argv[1:])  # a missing option (data=nope): one line, before anything is written
+    except UserError as e:
+        print(f"gan-eval: error: {e}", file=sys.stderr)
+        sys.exit(2)
     _hydra_main()
 
 

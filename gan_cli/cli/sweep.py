@@ -213,33 +213,34 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
     if mixed and not quiet:
         print(f"gan_cli: warning: {mixed}", file=sys.stderr)
 
-    writer = None
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    logger = None
+    if tensorboard:  # the sweep's own record beside its jobs' (<sweep>/tb_summary)
+        from gan_cli.loggers.tensorboard import TensorBoardLogger
 
-        writer = SummaryWriter(str(folder / TB_DIR))
+        logger = TensorBoardLogger(TB_DIR)
+        logger.start(folder)
     try:
-        if writer is not None:
-            writer.add_text("sweep/table", markdown_table(rows, [c for c in columns if c != "dir"]), 0)
+        if logger is not None:
+            logger.log_text("sweep/table", markdown_table(rows, [c for c in columns if c != "dir"]), 0)
         if x is not None and y is not None and n_ok:
             from gan_cli import viz
 
             fig = plot_metric(jobs, x, y, swept, f"{y} vs {x}")
             png = folder / f"{SUMMARY}.png"
-            if writer is not None:
-                writer.add_figure(f"sweep/{y}_vs_{x}", fig, 0, close=False)
+            if logger is not None:
+                logger.log_figure(f"sweep/{y}_vs_{x}", fig, 0)
             viz.figure_to_png(fig, png)
             files.append(png)
-        report = run_report(jobs, folder, writer, cfg, quiet=quiet)
+        report = run_report(jobs, folder, logger, cfg, quiet=quiet)
     finally:
-        if writer is not None:
-            writer.close()
+        if logger is not None:
+            logger.close()
     if report:
         files += [Path(p) for p in report.get("files", [])]
     if not quiet:
         for f in files:
             print(f"wrote {f}")
-        if writer is not None:
+        if logger is not None:
             print(f"TensorBoard: tensorboard --logdir {folder / TB_DIR}")
     return {"rows": rows, "columns": columns, "files": [str(f) for f in files], "report": report,
             "plot": {"x": x, "y": y}, "study": study}
@@ -292,7 +293,7 @@ def _print_problems(rows: list[dict]) -> None:
         print(f"job(s) {', '.join(missing)} missing: planned by the sweeper but no folder (the sweep stopped early or is still running)")
 
 
-def run_report(jobs: list[Job], folder: Path, writer, cfg=None, quiet: bool = False) -> Optional[dict]:
+def run_report(jobs: list[Job], folder: Path, logger, cfg=None, quiet: bool = False) -> Optional[dict]:
     """Call the lab report registered for the jobs' shared ``experiment`` name, if any."""
     from gan_cli.lab import get_report
 
@@ -306,7 +307,7 @@ def run_report(jobs: list[Job], folder: Path, writer, cfg=None, quiet: bool = Fa
     if fn is None:
         return None
     params = inspect.signature(fn).parameters
-    report = fn(jobs, folder, writer, cfg=cfg) if "cfg" in params else fn(jobs, folder, writer)
+    report = fn(jobs, folder, logger, cfg=cfg) if "cfg" in params else fn(jobs, folder, logger)
     if report and not quiet and report.get("rows"):
         print_rows(report.get("title", name), report["rows"], report.get("columns"), report.get("caption"))
     return report

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.runs import checkpoint as ck
 
 from gan_cli.files import probe_writable, read_json, write_json
+from gan_cli.cli.precheck import check_argv
 from gan_cli.config import UserError, register_configs
 from gan_cli.runs.hints import resume_command, shell_path
 
@@ -112,7 +113,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     from gan_cli.training import dist, spawn
     from gan_cli.build import plain_config
-    from gan_cli.training.loop import Diverged, Interrupted, Trainer
+    from gan_cli.training.loop import Diverged, Interrupted, build_trainer
     from gan_cli.runs.lock import RunLock
 
     resume_state = path = None
@@ -135,7 +136,7 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         dist.check(cfg, int(resume_state.get("world_size", 1)) if resume_state is not None else None)
         ctx = spawn.start(cfg, {"config": plain_config(cfg), "run_dir": str(run_dir), "resume_state": resume_state,
                                "resume_from": str(path) if path else None})  # several processes: ranks 1..N-1 join
-        trainer = Trainer(cfg, run_dir, resume_state, resume_from=path)
+        trainer = build_trainer(cfg, run_dir, resume_state, resume_from=path)
         run_dir.mkdir(parents=True, exist_ok=True)
         status = run_dir / "status.json"
         write_json(status, {"state": "running", "step": trainer.step, "pid": os.getpid()})
@@ -387,6 +388,7 @@ def main() -> None:
         sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
         return _hydra_main()
     try:
+        check_argv(sys.argv[1:])  # a missing preset / option or a moved key: one line, before anything is written
         if _argv_value(sys.argv[1:], "resume") is None and not any(a in ("--help", "-h", "--cfg", "-c", "--info")
                                                                    or a.startswith("--cfg") for a in sys.argv[1:]):
             _precheck_writable(sys.argv[1:])

@@ -1,10 +1,19 @@
-"""The data convention shared by every data set: :class:`DataInfo` and :class:`DataSource`."""
+"""The data convention shared by every data set: :class:`DataInfo`, :class:`Batch` and :class:`DataSource`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
+
+
+class Batch(NamedTuple):
+    """One draw of a data source: ``x`` float32 ``(n, *info.shape)`` and ``c`` the int64 class labels ``(n,)``
+    (the mixture component of a toy sample, the class of a labelled image), or None for unlabelled data.
+    Both on the source's device.  Unpacks as ``x, c = source.sample(n, generator)``."""
+
+    x: torch.Tensor
+    c: Optional[torch.Tensor]
 
 
 @dataclass
@@ -15,6 +24,9 @@ class DataInfo:
     ``(1,)`` or ``(C, H, W)``.  ``n_modes``: mixture components (toy), classes (labelled images) or
     ``None`` (unlabelled images).  ``centers``: the mixture means, a float32 CPU tensor ``(M, d)``, or
     ``None`` (``lines`` and images).  ``std``: the per-coordinate std of every component, or ``None``.
+    ``n_classes``: how many values the labels ``c`` of a :class:`Batch` take (``0 .. n_classes - 1``), or
+    ``None`` when the data is unlabelled; ``class_names``: their names where the data set has them (the
+    sub-folders of an image folder read with ``data.labels=folders``).
     """
 
     name: str
@@ -23,22 +35,26 @@ class DataInfo:
     n_modes: Optional[int] = None
     centers: Optional[torch.Tensor] = None
     std: Optional[float] = None
+    n_classes: Optional[int] = None
+    class_names: Optional[Tuple[str, ...]] = None
 
 
 class DataSource:
     """A distribution to draw training batches from.
 
-    ``sample(n, generator)`` returns a float32 tensor ``(n, *info.shape)`` on ``self.device``: toy data
-    is drawn fresh from the distribution, images are index draws (with replacement) from one uint8
-    tensor kept on the device, mapped to ``[-1, 1]``.  All randomness comes from ``generator`` (the
-    global RNG of ``self.device`` when it is ``None``), so equal generator states give equal batches.
-    A generator on another device than the data works: the draws happen on the generator's device.
+    ``sample(n, generator)`` returns a :class:`Batch` ``(x, c)`` on ``self.device``: ``x`` float32
+    ``(n, *info.shape)``, ``c`` the labels or None.  Toy data is drawn fresh from the distribution (``c``:
+    the component each sample came from), images are index draws (with replacement) from one uint8 tensor
+    kept on the device, mapped to ``[-1, 1]`` (``c``: those images' labels).  All randomness comes from
+    ``generator`` (the global RNG of ``self.device`` when it is ``None``), so equal generator states give
+    equal batches; the labels come with the draw and take nothing from the generator.  A generator on
+    another device than the data works: the draws happen on the generator's device.
     """
 
     info: DataInfo
     device: torch.device
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:  # pragma: no cover
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Batch:  # pragma: no cover
         raise NotImplementedError
 
     def shard(self, rank: int, num_replicas: int) -> "DataSource":

@@ -237,18 +237,62 @@ def decode_files(files, size: int, channels: int):
 
 
 class FolderImages(Dataset):
-    """Image files decoded a batch at a time by :func:`decode_files` (in the DataLoader workers); an
-    unreadable file comes back as a :class:`~gan_cli.data.stream.LoadError`."""
+    """Image files (and their int64 labels, or None) decoded a batch at a time by :func:`decode_files` (in the
+    DataLoader workers): ``__getitems__(idx)`` is ``(images, labels[idx])``; an unreadable file comes back as a
+    :class:`~gan_cli.data.stream.LoadError`."""
 
-    def __init__(self, files, size: int, channels: int):
-        self.files, self.size, self.channels = list(files), int(size), int(channels)
+    def __init__(self, files, labels: Optional[torch.Tensor], size: int, channels: int):
+        self.files, self.labels, self.size, self.channels = list(files), labels, int(size), int(channels)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitems__(self, idx):
-        return decode_files([self.files[i] for i in idx], self.size, self.channels)
+        images = decode_files([self.files[i] for i in idx], self.size, self.channels)
+        if isinstance(images, LoadError):
+            return images
+        return images, (self.labels[torch.as_tensor(idx, dtype=torch.long)] if self.labels is not None else None)
 
     def __getitem__(self, i: int):
         out = self.__getitems__([i])
-        return out if isinstance(out, LoadError) else out[0]
+        return out if isinstance(out, LoadError) else (out[0][0], out[1][0] if out[1] is not None else None)
+
+
+def folder_labels(folder: str, files: list, limit: int = 0) -> Tuple[list, torch.Tensor, Tuple[str, ...]]:
+    """``data.labels=folders``: each image's class is the sub-folder of ``folder`` it lies in, the classes in
+    sorted order (torchvision's ``ImageFolder``: ``find_classes`` sorts the sub-folder names; index i is the
+    i-th name).  Returns ``(the files that lie in a class folder, their int64 labels, the class names)``.
+
+    Images directly in ``folder`` belong to no class: left out, with one warning line.  A class folder
+    without any image is refused in one line, as torchvision refuses it (unless ``data.limit`` stopped the
+    walk before it).  Hidden sub-folders are no class (the walk skips them; torchvision would count them)."""
+    root = os.path.abspath(folder)
+    try:
+        with os.scandir(root) as it:
+            classes = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    except OSError as e:
+        raise UserError(f"data.path={folder} cannot be read ({e.strerror or e}).") from None
+    if not classes:
+        raise UserError(f"data.labels=folders reads each image's class from its sub-folder of data.path={folder}, "
+                        f"which has none: put the images of class k under data.path/<k>/, or set data.labels=none.")
+    index = {name: i for i, name in enumerate(classes)}
+    kept, labels, loose = [], [], 0
+    for f in files:
+        rel = os.path.relpath(f, root)
+        top = rel.split(os.sep)[0]
+        if top in index and top != rel:
+            kept.append(f)
+            labels.append(index[top])
+        else:
+            loose += 1
+    if loose:
+        log.warning("data.labels=folders: %d images lie directly in data.path=%s, in no class folder: left out",
+                    loose, folder)
+    found = set(labels)
+    empty = [c for c in classes if index[c] not in found]
+    if empty and not limit:
+        raise UserError(f"data.labels=folders: the class folder(s) {', '.join(empty)} of data.path={folder} hold no "
+                        f"images: add images or remove the folder(s) (torchvision's ImageFolder refuses them too).")
+    if not kept:
+        raise UserError(f"data.labels=folders: no image of data.path={folder} lies in a class folder.")
+    return kept, torch.tensor(labels, dtype=torch.long), tuple(classes)

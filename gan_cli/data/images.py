@@ -21,7 +21,7 @@ import torch
 from ..config import DataConfig, UserError, component_schema
 from .base import DataInfo
 from .download import load_cifar10, load_digits, load_mnist_family
-from .folder import FolderImages, decode_files, folder_files
+from .folder import FolderImages, decode_files, folder_files, folder_labels
 from .placement import ImageSource, StoredImages, check_loader_options, choose_loader, fit_images, log
 from .stream import LoadError, StreamSource
 
@@ -43,11 +43,11 @@ def _source(name: str, loader, device, split: str, image_size: int, channels: in
     if images.shape[0] == 0:
         raise UserError(f"data={name} has no {split} images (data.limit={limit}).")
     shape = (int(channels), int(image_size), int(image_size))
-    info = DataInfo(name=name, kind="image", shape=shape, n_modes=n_classes)
+    info = DataInfo(name=name, kind="image", shape=shape, n_modes=n_classes, n_classes=n_classes)
     mode, workers = choose_loader(name, split, images.shape[0], shape, device, **stream)
     if mode == "stream":
         fit_images(images[:1], int(image_size), int(channels))  # an unsupported conversion: its line, now
-        return StreamSource(info, StoredImages(images.contiguous(), image_size, channels), labels,
+        return StreamSource(info, StoredImages(images.contiguous(), labels, image_size, channels), labels,
                             torch.device(device), workers, stream.get("start_method", "auto"))
     images = fit_images(images, int(image_size), int(channels))
     log.info("%s/%s: %d images %s in %.2f s", name, split, len(images), tuple(images.shape[1:]),
@@ -58,6 +58,10 @@ def _source(name: str, loader, device, split: str, image_size: int, channels: in
 def _stream_opts(loader, memory_budget_gb, num_workers, start_method) -> dict:
     return {"loader": loader, "memory_budget_gb": memory_budget_gb, "num_workers": num_workers,
             "start_method": start_method}
+
+
+#: data.labels of an image folder
+LABELS = ("none", "folders")
 
 
 # ------------------------------------------------------------------------------- the data factories
@@ -107,27 +111,36 @@ def digits(device="cpu", split: str = "train", root: str = "~/.cache/gan_cli/dat
 def image_folder(device="cpu", split: str = "train", path: Optional[str] = None, root: str = "~/.cache/gan_cli/data",
                  download: bool = True, image_size: int = 32, channels: int = 3, limit: int = 0,
                  system_root: Optional[str] = None, loader: str = "auto", memory_budget_gb: Optional[float] = None,
-                 num_workers: Optional[int] = None, start_method: str = "auto"):
+                 num_workers: Optional[int] = None, start_method: str = "auto", labels: str = "none"):
     """``data=image_folder``: every image under ``path`` (no held-out split: ``test`` is the same images).
+    ``labels=folders``: each image's class is its sub-folder of ``path`` (torchvision ``ImageFolder``'s order,
+    :func:`~gan_cli.data.folder.folder_labels`); ``none``: unlabelled.
 
     Its size is known from the file count (no image is decoded to choose between tensor and stream)."""
     _split(split)
+    if labels not in LABELS:
+        raise UserError(f"data.labels={labels} is not a labelling: use none (unlabelled) or folders (the class of an "
+                        f"image is its sub-folder of data.path, as torchvision's ImageFolder).")
     stream = _stream_opts(loader, memory_budget_gb, num_workers, start_method)
     check_loader_options(**stream)  # before the folder is walked
     files = folder_files(SimpleNamespace(path=path, channels=channels, limit=limit))
+    classes, names = None, None
+    if labels == "folders":
+        files, classes, names = folder_labels(str(path), files, int(limit))
     size, channels = int(image_size), int(channels)
     shape = (channels, size, size)
-    info = DataInfo(name="image_folder", kind="image", shape=shape, n_modes=None)
+    n = len(names) if names is not None else None
+    info = DataInfo(name="image_folder", kind="image", shape=shape, n_modes=n, n_classes=n, class_names=names)
     mode, workers = choose_loader("image_folder", split, len(files), shape, device, **stream)
     if mode == "stream":
-        return StreamSource(info, FolderImages(files, size, channels), None, torch.device(device), workers,
-                            start_method)
+        return StreamSource(info, FolderImages(files, classes, size, channels), classes, torch.device(device),
+                            workers, start_method)
     t0 = time.perf_counter()
     images = decode_files(files, size, channels)
     if isinstance(images, LoadError):
         raise UserError(images.message)
     log.info("image_folder/%s: %d images %s in %.2f s", split, len(images), shape, time.perf_counter() - t0)
-    return ImageSource(info, images, None, torch.device(device))
+    return ImageSource(info, images, classes, torch.device(device))
 
 
 @component_schema("data", "images")
@@ -152,3 +165,4 @@ class ImageDataConfig(DataConfig):
 @dataclass
 class ImageFolderConfig(ImageDataConfig):
     path: Optional[str] = None
+    labels: str = "none"  # none: unlabelled | folders: an image's class is its sub-folder of path (ImageFolder order)

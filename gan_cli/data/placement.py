@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import UserError
-from .base import DataInfo, DataSource
+from .base import Batch, DataInfo, DataSource
 from .stream import START_METHODS, shard_indices, start_method_name
 
 log = logging.getLogger("gan_cli.data.images")
@@ -132,27 +132,32 @@ def choose_loader(name: str, split: str, n: int, shape: Tuple[int, ...], device,
 
 
 class StoredImages(Dataset):
-    """A stored uint8 CPU tensor ``(N, C, h, w)`` served a batch at a time, fitted to ``(channels, size,
-    size)`` by :func:`fit_images` (in the DataLoader workers).  Workers share the tensor (fork: copy on
-    write; spawn: torch moves it to shared memory)."""
+    """A stored uint8 CPU tensor ``(N, C, h, w)`` (and its int64 labels, or None) served a batch at a time:
+    ``__getitems__(idx)`` is ``(images fitted to (channels, size, size) by :func:`fit_images`, labels[idx])``,
+    made in the DataLoader workers.  Workers share the tensors (fork: copy on write; spawn: torch moves them to
+    shared memory)."""
 
-    def __init__(self, images: torch.Tensor, size: int, channels: int):
-        self.images, self.size, self.channels = images, int(size), int(channels)
+    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor], size: int, channels: int):
+        self.images, self.labels, self.size, self.channels = images, labels, int(size), int(channels)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitems__(self, idx) -> torch.Tensor:
-        return fit_images(self.images[torch.as_tensor(idx, dtype=torch.long)], self.size, self.channels).contiguous()
+    def __getitems__(self, idx) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return (fit_images(self.images[idx], self.size, self.channels).contiguous(),
+                self.labels[idx] if self.labels is not None else None)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.__getitems__([i])[0]
+    def __getitem__(self, i: int):
+        x, c = self.__getitems__([i])
+        return x[0], (c[0] if c is not None else None)
 
 
 class ImageSource(DataSource):
-    """Index draws (with replacement) from one uint8 tensor ``images`` kept on the device.
+    """Index draws (with replacement) from one uint8 tensor ``images`` kept on the device; a batch's labels are
+    those images' labels (a copy of ``labels`` on the device), None for unlabelled sets.
 
-    ``labels`` (a CPU LongTensor) and ``info.n_modes`` (the class count) are set for labelled sets.
+    ``labels`` (a CPU LongTensor) and ``info.n_classes`` (the class count) are set for labelled sets.
     ``shard(rank, num_replicas)`` restricts the draws to ``rank, rank + num_replicas, ...``, as
     :meth:`gan_cli.data.stream.StreamSource.shard` does."""
 
@@ -161,6 +166,7 @@ class ImageSource(DataSource):
         self.device = device
         self.images = images.to(device)  # uint8 (N, C, H, W)
         self.labels = labels  # CPU LongTensor or None
+        self._labels = labels.to(device) if labels is not None else None  # the batches' labels, on the device
         self.rank, self.num_replicas = 0, 1
         self._shard: Optional[torch.Tensor] = None  # None: the whole set
 
@@ -172,11 +178,12 @@ class ImageSource(DataSource):
         self.rank, self.num_replicas = int(rank), int(num_replicas)
         return self
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Batch:
         if self._shard is None:
             idx = torch.randint(0, self.images.shape[0], (n,), generator=generator, device=self._rng_device(generator))
         else:
             pos = torch.randint(0, len(self._shard), (n,), generator=generator, device=self._rng_device(generator))
             idx = self._shard[pos.to(self.device)]
-        x = self.images[idx.to(self.device)].float()
-        return x.div_(127.5).sub_(1.0)  # 0 -> -1, 255 -> 1
+        idx = idx.to(self.device)
+        x = self.images[idx].float()
+        return Batch(x.div_(127.5).sub_(1.0), self._labels[idx] if self._labels is not None else None)  # 0 -> -1, 255 -> 1

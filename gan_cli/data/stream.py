@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from .. import seeds
 from ..config import UserError
-from .base import DataInfo, DataSource
+from .base import Batch, DataInfo, DataSource
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ def _check(batch):
 class StreamSource(DataSource):
     """Batches of uint8 images made by DataLoader workers from ``dataset`` (see the module docstring).
 
-    ``dataset``: a map-style data set with ``__len__`` and ``__getitems__(list of int) -> uint8 (k, C, H, W)
-    tensor or LoadError``.  ``labels``: CPU LongTensor or None.  ``num_workers`` 0 makes the batches in
+    ``dataset``: a map-style data set with ``__len__`` and ``__getitems__(list of int) -> (uint8 (k, C, H, W),
+    int64 labels (k,) or None)`` or a LoadError.  ``labels``: the whole set's CPU LongTensor or None.  ``num_workers`` 0 makes the batches in
     the main process (still through a DataLoader)."""
 
     def __init__(self, info: DataInfo, dataset, labels: Optional[torch.Tensor], device: torch.device,
@@ -216,11 +216,13 @@ class StreamSource(DataSource):
         self._loader = self._loader_for(sampler, persistent=True)
         self._iter = iter(self._loader)
 
-    def _to_device(self, u8: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, batch) -> Batch:
+        u8, c = batch
         x = u8.to(self.device, non_blocking=self.pin).float()
-        return x.div_(127.5).sub_(1.0)  # 0 -> -1, 255 -> 1, as ImageSource
+        c = c.to(self.device, non_blocking=self.pin) if c is not None else None
+        return Batch(x.div_(127.5).sub_(1.0), c)  # 0 -> -1, 255 -> 1, as ImageSource
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Batch:
         if self._owner is None:
             self._owner = (generator, n)
         if self._owner[0] is generator and self._owner[1] == n:
@@ -231,7 +233,8 @@ class StreamSource(DataSource):
             return self._to_device(batch)
         # not the pipeline's stream: indices from this generator (as the tensor path), made here
         idx = torch.randint(0, len(self._shard), (n,), generator=generator, device=self._rng_device(generator))
-        return self._to_device(self.rows(self._shard[idx.cpu()]))
+        idx = self._shard[idx.cpu()].tolist()
+        return self._to_device(_check(self.dataset.__getitems__(idx)))
 
     def close(self) -> None:
         """Stop the worker processes (a later ``sample`` starts them again where the stream was)."""
@@ -243,7 +246,7 @@ class StreamSource(DataSource):
     def rows(self, idx) -> torch.Tensor:
         """The uint8 images ``idx`` (a LongTensor or list), made in the main process, on the CPU."""
         idx = idx.tolist() if torch.is_tensor(idx) else list(idx)
-        return _check(self.dataset.__getitems__(idx)) if idx else torch.empty(0, *self.info.shape, dtype=torch.uint8)
+        return _check(self.dataset.__getitems__(idx))[0] if idx else torch.empty(0, *self.info.shape, dtype=torch.uint8)
 
     def iter_rows(self, idx, chunk: int = READ_CHUNK) -> Iterator[torch.Tensor]:
         """The uint8 images ``idx`` in order, ``chunk`` at a time, made by the worker processes (CPU)."""
@@ -252,7 +255,7 @@ class StreamSource(DataSource):
         if not batches:
             return
         for batch in self._loader_for(batches, persistent=False):
-            yield _check(batch)
+            yield _check(batch)[0]
 
     def real_sampler(self, idx) -> Callable[[int], torch.Tensor]:
         """A ``sample_fn(k)`` that walks the images ``idx`` in order (as ``tensor_sampler(images[idx])``)."""

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from ..config import DataConfig, component_schema
-from .base import DataInfo, DataSource
+from .base import Batch, DataInfo, DataSource
 
 
 def ring_centers(n_modes: int, radius: float) -> torch.Tensor:
@@ -43,36 +43,36 @@ def line_centers(n_modes: int, radius: float) -> torch.Tensor:
 
 
 class MixtureSource(DataSource):
-    """Equal-weight mixture of isotropic Gaussians ``N(centers[k], std^2 I)``."""
+    """Equal-weight mixture of isotropic Gaussians ``N(centers[k], std^2 I)``; a sample's label is its ``k``."""
 
     def __init__(self, info: DataInfo, device: torch.device):
         self.info = info
         self.device = device
         self._centers = info.centers.to(device)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Batch:
         dev = self._rng_device(generator)
         k = torch.randint(0, self._centers.shape[0], (n,), generator=generator, device=dev)
         noise = torch.randn((n, self._centers.shape[1]), generator=generator, device=dev)
         k, noise = k.to(self.device), noise.to(self.device)
-        return self._centers[k] + self.info.std * noise
+        return Batch(self._centers[k] + self.info.std * noise, k)
 
 
 class LinesSource(DataSource):
-    """``(0, U[0, 1])``: the real distribution of the disjoint-support example."""
+    """``(0, U[0, 1])``: the real distribution of the disjoint-support example (unlabelled: one support)."""
 
     def __init__(self, info: DataInfo, device: torch.device):
         self.info = info
         self.device = device
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Batch:
         u = torch.rand((n, 1), generator=generator, device=self._rng_device(generator)).to(self.device)
-        return torch.cat([torch.zeros_like(u), u], dim=1)
+        return Batch(torch.cat([torch.zeros_like(u), u], dim=1), None)
 
 
 def _mixture(name: str, kind: str, centers: torch.Tensor, std: float, device) -> MixtureSource:
     info = DataInfo(name=name, kind=kind, shape=(centers.shape[1],), n_modes=centers.shape[0], centers=centers,
-                    std=float(std))
+                    std=float(std), n_classes=centers.shape[0])
     return MixtureSource(info, torch.device(device))
 
 

@@ -116,7 +116,7 @@ def _md(display: list[dict]) -> str:
                      + ["| " + " | ".join(esc(r[c]) for c in cols) + " |" for r in display])
 
 
-def _write(out_dir: Path, name: str, numeric, display, caption, fig, writer) -> list[str]:
+def _write(out_dir: Path, name: str, numeric, display, caption, fig, logger) -> list[str]:
     from gan_cli import viz
     from gan_cli.runs.results import write_csv
 
@@ -124,9 +124,9 @@ def _write(out_dir: Path, name: str, numeric, display, caption, fig, writer) -> 
     write_csv(files[0], numeric, list(dict.fromkeys(k for r in numeric for k in r)))
     md = _md(display)
     files[1].write_text(f"{md}\n\n{caption}\n")
-    if writer is not None:
-        writer.add_text(f"lab/{name}", md + "\n\n" + caption, 0)
-        writer.add_figure(f"lab/{name}", fig, 0, close=False)
+    if logger is not None:
+        logger.log_text(f"lab/{name}", md + "\n\n" + caption, 0)
+        logger.log_figure(f"lab/{name}", fig, 0)
     viz.figure_to_png(fig, files[2])
     return [str(f) for f in files]
 
@@ -147,7 +147,7 @@ def estimates_table(jobs) -> tuple[list[dict], dict]:
     for (model, theta), g in sorted(groups.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1])):
         tag = _estimate(g[0])[0]
         vals = np.array([_estimate(j)[1] for j in g], dtype=float)
-        lam = float((g[0].config.get("model") or {}).get("gp_weight") or 0.0)
+        lam = float(((g[0].config.get("reg") or {}).get("gp") or {}).get("weight") or 0.0)
         frozen = all(not j.config.get("train_generator", True) for j in g)
         theta_end = [float(((j.results or {}).get("final") or {}).get("gen/theta", theta)) for j in g]
         rows.append({"model": model, "theta": theta, "estimate_tag": tag, "estimate": float(vals.mean()),
@@ -226,7 +226,7 @@ def estimates_figure(rows: list[dict], fits: dict):
     return fig
 
 
-def report_estimates(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report_estimates(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """Experiment 2a: the JSD and W estimates of a converged D / critic against theta, beside the exact curves."""
     from gan_cli.config import UserError
 
@@ -269,7 +269,7 @@ def report_estimates(jobs, out_dir: Path, writer, cfg=None) -> dict:
                          + (f" (clipped critic: K = {fits[model]:.3g})" if model in fits else ""))
     caption = "; ".join(notes)
     fig = estimates_figure(rows, fits)
-    files = _write(Path(out_dir), "disjoint_estimates", rows, display, caption, fig, writer)
+    files = _write(Path(out_dir), "disjoint_estimates", rows, display, caption, fig, logger)
     return {"title": "disjoint supports: divergence estimates of a converged D / critic at fixed theta",
             "rows": display, "columns": list(display[0]), "caption": caption, "numeric": rows, "fits": fits,
             "files": files}
@@ -320,7 +320,7 @@ def theta_figure(runs: list[tuple[str, int, dict]]):
     return fig
 
 
-def report_theta(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report_theta(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """Experiment 2b: theta over generator steps per model, the generator's gradient, and a table."""
     from gan_cli.config import UserError
 
@@ -363,6 +363,6 @@ def report_theta(jobs, out_dir: Path, writer, cfg=None) -> dict:
                         if any(r["grad_g_last10pct_median"] is not None for r in rs) else ""))
     caption = "; ".join(notes)
     fig = theta_figure(runs)
-    files = _write(Path(out_dir), "disjoint_theta", numeric, display, caption, fig, writer)
+    files = _write(Path(out_dir), "disjoint_theta", numeric, display, caption, fig, logger)
     return {"title": "disjoint supports: learning theta from theta0", "rows": display, "columns": list(display[0]),
             "caption": caption, "numeric": numeric, "files": files}

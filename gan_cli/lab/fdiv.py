@@ -492,7 +492,7 @@ def _g_objective_note(jobs) -> str:
     return "The runs mix generator objectives (" + ", ".join(kinds) + "): model.g_objective is in each job's config."
 
 
-def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """fdiv.csv / fdiv.md (learned vs exact (mu, sigma) per divergence) and fdiv.png; the figure and the
     table also go to TensorBoard (``lab/fdiv``)."""
     from gan_cli import viz
@@ -518,9 +518,9 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
                 f"{MU_TOL} and sigma within {SIGMA_RTOL:.0%} of the exact minimiser.")
     files[1].write_text(f"{md}\n\n{summ_md}\n\n{caption}\n")
     fig = figure(numeric, centers, std)
-    if writer is not None:
-        writer.add_text("lab/fdiv", md + "\n\n" + caption, 0)
-        writer.add_figure("lab/fdiv", fig, 0, close=False)
+    if logger is not None:
+        logger.log_text("lab/fdiv", md + "\n\n" + caption, 0)
+        logger.log_figure("lab/fdiv", fig, 0)
     files.append(out_dir / "fdiv.png")
     viz.figure_to_png(fig, files[-1])
     return {"title": "f-divergences: Gaussian fitted to a two-mode mixture, learned vs exact argmin D_f(P || Q)",

@@ -111,7 +111,7 @@ def scatter_figure(jobs, n: int = N_SCATTER, seed: int = 0, device: str = "cpu")
                 continue
             G, _cfg, src, latent, step = load_generator(j.checkpoint, dev)
             fake = generator_sampler(G, latent, dev, seed)(n).cpu().numpy()
-            real = src.sample(n, seeds.generator(seed, "pictures_real", dev)).cpu().numpy()
+            real = src.sample(n, seeds.generator(seed, "pictures_real", dev)).x.cpu().numpy()
             centers = src.info.centers.cpu().numpy() if src.info.centers is not None else None
             ax.scatter(real[:, 0], real[:, 1], s=1, c="tab:blue", alpha=0.25, rasterized=True)
             ax.scatter(fake[:, 0], fake[:, 1], s=1, c="tab:orange", alpha=0.5, rasterized=True)
@@ -133,7 +133,7 @@ def scatter_figure(jobs, n: int = N_SCATTER, seed: int = 0, device: str = "cpu")
     return fig
 
 
-def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """mode_collapse.csv (mean/std over seeds per model) and mode_collapse.png (scatter per model)."""
     from gan_cli import viz
     from gan_cli.config import UserError
@@ -148,8 +148,8 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
     fig = scatter_figure(jobs, seed=int(cfg.seed) if cfg is not None else 0,
                          device=str(cfg.device) if cfg is not None else "cpu")
     if fig is not None:
-        if writer is not None:
-            writer.add_figure("lab/mode_collapse", fig, 0, close=False)
+        if logger is not None:
+            logger.log_figure("lab/mode_collapse", fig, 0)
         files.append(out_dir / "mode_collapse.png")
         viz.figure_to_png(fig, files[-1])
     return {"title": "mode collapse: mean ± std over seeds", "rows": display, "columns": list(display[0]),

@@ -46,7 +46,7 @@ def row_label(config: dict, overrides: dict | None = None) -> str:
     if config.get("experiment") == "grid25_best":
         return "best recipe"
     m = config.get("model") or {}
-    k, pack = int(m.get("unroll_steps") or 0), int(m.get("pack") or 1)
+    k, pack = int(((config.get("reg") or {}).get("unrolled") or {}).get("steps") or 0), int(m.get("pack") or 1)
     label = f"unrolled GAN K={k}" if k else (f"PacGAN{pack}" if pack > 1 else "GAN")
     if k and pack > 1:
         label += f" + PacGAN{pack}"
@@ -117,7 +117,7 @@ def summarize(jobs) -> tuple[list[dict], list[dict]]:
     return numeric, display
 
 
-def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """pacgan_table.md / pacgan_table.csv (the name of the sweep's experiment: grid25_best.md for those)."""
     from gan_cli.config import UserError
     from gan_cli.runs.results import markdown_table, write_csv
@@ -134,7 +134,7 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
                f"(final evaluation excluded); wall s depends on the machine's load.")
     md = markdown_table(display, list(display[0]))
     files[1].write_text(f"{md}\n\n{caption}\n")
-    if writer is not None:
-        writer.add_text(f"lab/{name}", md + "\n\n" + caption, 0)
+    if logger is not None:
+        logger.log_text(f"lab/{name}", md + "\n\n" + caption, 0)
     return {"title": "PacGAN Table 1 side by side (mean ± s.e. over seeds)", "rows": display,
             "columns": list(display[0]), "caption": caption, "numeric": numeric, "files": [str(f) for f in files]}

@@ -78,7 +78,7 @@ def _label(j) -> str:
     return f"fgan_{m.get('divergence')}" if name == "fgan" else name
 
 
-def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """quality.csv (Spearman rho of estimate vs FID per run) and quality.png (both curves vs steps)."""
     from gan_cli import viz  # noqa: F401
     import matplotlib.pyplot as plt
@@ -125,8 +125,8 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
         ax.grid(alpha=0.3)
     fig.suptitle("does the divergence estimate track sample quality (FID, lower is better)?", fontsize=9)
     fig.tight_layout()
-    if writer is not None:
-        writer.add_figure("lab/quality", fig, 0, close=False)
+    if logger is not None:
+        logger.log_figure("lab/quality", fig, 0)
     files.append(out_dir / "quality.png")
     viz.figure_to_png(fig, files[-1])
     shown = ["model", "seed", "estimate", "points", "spearman_rho", "p_value", "fid_first", "fid_last", "est_first", "est_last"]

@@ -146,7 +146,7 @@ def write(out_dir: Path, rows_: list[dict], lead=("kind", "psi")) -> Path:
     return path
 
 
-def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
+def report(jobs, out_dir: Path, logger, cfg=None) -> dict:
     """Truncation sweep (both kinds) of every completed job: truncation.csv, truncation.png."""
     from gan_cli import viz
     from gan_cli.config import UserError
@@ -171,8 +171,8 @@ def report(jobs, out_dir: Path, writer, cfg=None) -> dict:
         fig = tradeoff_figure(runs, f"truncation trade-off: {model} on {data} ({job}step {j.results.get('step')}, "
                                     f"{n_used} samples)")
         if fig is not None:
-            if writer is not None:
-                writer.add_figure(f"lab/truncation{suffix}", fig, 0, close=False)
+            if logger is not None:
+                logger.log_figure(f"lab/truncation{suffix}", fig, 0)
             png = Path(out_dir) / f"truncation{suffix}.png"
             viz.figure_to_png(fig, png)
             files.append(png)

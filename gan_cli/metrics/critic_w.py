@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gan_cli.metrics.registry import register_metric
-from gan_cli.objectives.wgan import input_grad_norms
+from gan_cli.regularizers.gp import input_grad_norms
 
 __all__ = ["critic_w1"]
 

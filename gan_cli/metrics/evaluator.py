@@ -152,7 +152,7 @@ class Evaluator:
         if self._real is None:
             if self.inputs == "points":
                 gen = seeds.generator(int(self.cfg.real_seed), "eval_real", self.device)
-                self._real = self.source.sample(self.n, gen).detach().cpu().double().numpy()
+                self._real = self.source.sample(self.n, gen).x.detach().cpu().double().numpy()
             else:
                 self._real = self._real_features()
         return self._real
@@ -235,7 +235,7 @@ def generator_sampler(G, latent_dim: int, device, seed: int, kind: str = "none",
         was = G.training
         G.eval()
         with torch.no_grad():
-            x = G(draw(k))
+            x = G(draw(k), None)
         G.train(was)
         return x
 

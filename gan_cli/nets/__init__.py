@@ -1,9 +1,13 @@
 """Generator / discriminator architectures, one builder per YAML in ``conf/net/``.
 
-A builder is ``build(info, latent_dim, d_norm, **params) -> (G, D)``: ``G(z)`` maps ``(N, latent_dim)``
-to ``(N, *info.shape)`` (images through ``tanh``, in [-1, 1]); ``D(x)`` returns the raw output (logit /
-critic value) of shape ``(N,)``.  ``d_norm`` (``batch`` | ``layer`` | ``none``, from ``model.d_norm``)
-only affects nets with normalisation.  A net that does not fit the data is a one-line UserError.
+A builder is ``build(info, latent_dim, d_norm, **params) -> (G, D)``.  Every generator is called as
+``G(z, c)``: ``(N, latent_dim)`` latents and the class labels ``c`` (int64 ``(N,)``, or None) to
+``(N, *info.shape)`` (images through ``tanh``, in [-1, 1]); every discriminator as ``D(x, c)``, returning the
+raw output (logit / critic value) of shape ``(N,)``.  The nets here are unconditional: they accept ``c`` and
+ignore it.  ``d_norm`` (``batch`` | ``layer`` | ``none``, from ``model.d_norm``) only affects nets with
+normalisation.  A net that does not fit the data is a one-line UserError.  PacGAN's packing
+(``model.pack=m``) builds D for ``m`` samples concatenated (:func:`gan_cli.build.build_nets`); the
+samples are packed on the one path into D (:mod:`gan_cli.training.step`).
 
 =========  ====================  ==========================================================
 builder    data                  G / D

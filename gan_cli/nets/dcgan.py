@@ -20,7 +20,7 @@ per-sample gradient penalty is invalid with batch norm).  Widths scale with ``ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
 
 
@@ -99,7 +99,7 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(x).view(x.shape[0])
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -97,7 +97,7 @@ class MLPGenerator(nn.Module):
         self.net = mlp(width, hidden, depth, math.prod(self.shape), nn.ReLU)
         self.out = nn.Tanh() if tanh else nn.Identity()
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.out(self.net(self.latent(z))).view(z.shape[0], *self.shape)
 
 
@@ -113,7 +113,7 @@ class MLPDiscriminator(nn.Module):
         width = d + 2 * int(fourier["features"]) if fourier else d
         self.net = mlp(width, hidden, depth, 1, lambda: nn.LeakyReLU(0.2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(self.features(x.reshape(x.shape[0], -1))).squeeze(1)
 
 

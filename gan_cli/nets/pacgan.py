@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -50,7 +52,7 @@ class PacGANGenerator(nn.Module):
         layers.append(nn.Linear(d, out_dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(z)
 
 
@@ -66,7 +68,7 @@ class PacGANDiscriminator(nn.Module):
         layers.append(nn.Linear(d, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(x.reshape(x.shape[0], -1)).squeeze(1)
 
 

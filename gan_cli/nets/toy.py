@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ class ThetaGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.theta = nn.Parameter(torch.tensor(float(theta0)))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         u = torch.special.ndtr(z[:, 0])
         return torch.stack([self.theta.expand_as(u), u], dim=1)
 
@@ -48,7 +50,7 @@ class GaussianGenerator(nn.Module):
     def sigma(self) -> torch.Tensor:
         return self.log_sigma.exp()
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.mu + self.sigma * z[:, :1]
 
     def log_scalars(self) -> dict[str, torch.Tensor]:

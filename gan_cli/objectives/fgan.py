@@ -60,7 +60,7 @@ class FDivergence:
     activation: Fn  # g_f: R -> dom f*
     conjugate: Fn  # f*(t)
     conj_activation: Fn  # f*(g_f(v)), simplified
-    #: the R1 weight and points ``model.r1_gamma`` / ``model.r1_points`` default to for this row (null in FGANConfig)
+    #: the R1 weight and points this row trains with unless ``reg=`` names an r1 (:meth:`FGAN.default_regularizers`)
     r1_gamma: float = 0.0
     r1_points: str = "real"
 
@@ -165,22 +165,27 @@ class FGAN(Objective):
 
     G_OBJECTIVES = ("practical", "saddle")
 
-    def __init__(self, divergence: str = "kl", g_objective: str = "practical", r1_gamma: float | None = None,
-                 r1_points: str | None = None, **schedule):
+    def __init__(self, divergence: str = "kl", g_objective: str = "practical", **schedule):
         if divergence not in DIVERGENCES:
             raise UserError(
                 f"model.divergence={divergence} is unknown: use one of {', '.join(DIVERGENCES)}."
             )
-        # null: the row's own default (tv 0.003 at box points, every other row 0); a value, 0 included, is taken as given
-        row = DIVERGENCES[divergence]
-        super().__init__(r1_gamma=row.r1_gamma if r1_gamma is None else r1_gamma,
-                         r1_points=row.r1_points if r1_points is None else r1_points, **schedule)
+        super().__init__(**schedule)
         if g_objective not in self.G_OBJECTIVES:
             raise UserError(f"model.g_objective={g_objective} is unknown: use saddle (G minimises the bound F, "
                             f"Nowozin et al. eq. 6) or practical (G maximises E_Q[T], Sec. 3.2).")
         self.div = DIVERGENCES[divergence]
         self.g_objective = g_objective
         self.estimate_tag = f"estimate/fdiv_{divergence}"
+
+    def default_regularizers(self) -> dict:
+        """The divergence's own R1 (tv: 0.003 at box points, see its row; the others none), unless ``reg=`` names
+        an ``r1`` (whose settings, 0 included, are then used as given)."""
+        if self.div.r1_gamma <= 0:
+            return {}
+        from ..regularizers.r1 import R1
+
+        return {"r1": R1(gamma=self.div.r1_gamma, points=self.div.r1_points)}
 
     def real_term(self, v: Tensor) -> Tensor:
         """g_f(v), per sample; averaged over real data."""
@@ -196,7 +201,7 @@ class FGAN(Objective):
     def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
         return -self.estimate(real_out, fake_out)
 
-    def g_loss(self, fake_out: Tensor) -> Tensor:
+    def g_loss(self, fake_out: Tensor, real_out: Optional[Tensor] = None) -> Tensor:
         if self.g_objective == "saddle":
             return -self.fake_term(fake_out).mean()  # G minimises F; E_P[g_f(V)] does not depend on G
         return -self.real_term(fake_out).mean()
@@ -207,7 +212,3 @@ class FGAN(Objective):
 class FGANConfig(ObjectiveConfig):
     divergence: str = "kl"  # a row of DIVERGENCES
     g_objective: str = "practical"  # saddle: G minimises F (eq. 6) | practical: G maximises E_Q[T] (Sec. 3.2)
-    # null: the divergence's default R1 weight and points (tv: 0.003 at box points, since its step-shaped optimal
-    # critic saturates; the others: 0)
-    r1_gamma: Optional[float] = None
-    r1_points: Optional[str] = None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Optional
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -39,7 +41,7 @@ class GAN(Objective):
     def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
         return -self.value_fn(real_out, fake_out)
 
-    def g_loss(self, fake_out: Tensor) -> Tensor:
+    def g_loss(self, fake_out: Tensor, real_out: Optional[Tensor] = None) -> Tensor:
         return -F.softplus(fake_out).mean()  # E log(1 - D(G(z)))
 
     def estimate(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
@@ -49,5 +51,5 @@ class GAN(Objective):
 class NSGAN(GAN):
     """Non-saturating GAN: same D as :class:`GAN`; G minimises -E_fake log D(G(z))."""
 
-    def g_loss(self, fake_out: Tensor) -> Tensor:
+    def g_loss(self, fake_out: Tensor, real_out: Optional[Tensor] = None) -> Tensor:
         return F.softplus(-fake_out).mean()  # -E log D(G(z))

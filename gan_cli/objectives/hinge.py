@@ -11,6 +11,8 @@ D = sign(p - q)), so min_D d_loss = 2 - 2 TV(P, Q) with TV = 1/2 int |p - q|.  `
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -23,7 +25,7 @@ class Hinge(Objective):
     def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
         return F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
 
-    def g_loss(self, fake_out: Tensor) -> Tensor:
+    def g_loss(self, fake_out: Tensor, real_out: Optional[Tensor] = None) -> Tensor:
         return -fake_out.mean()
 
     def estimate(self, real_out: Tensor, fake_out: Tensor) -> Tensor:

@@ -366,7 +366,7 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
             k = min(chunk, n - lo)
             z = draw(k)  # every rank draws every chunk's latents
             if j % ctx.world == ctx.rank:
-                x = G(z)
+                x = G(z, None)
                 mine.append((j, evaluator.fake(lambda m, x=x: x[:m], k)))
     G.train(was)
     parts = ctx.gather_objects(mine)
@@ -378,13 +378,6 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
     else:
         fake = np.concatenate(pieces)
     return evaluator.score(evaluator.real(), fake, n)
-
-
-class NullWriter:
-    """What ranks > 0 hold instead of a SummaryWriter: they write nothing."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *a, **k: None
 
 
 def spawn(fn: Callable, nproc: int, args: tuple = (), backend: str = "gloo", timeout_s: int = 120) -> None:

@@ -67,7 +67,7 @@ def follow(ctx: dist.Context) -> int:
     """A rank > 0: receive rank 0's config and resume state, train in step with it, write nothing.
     Returns the exit code; a failure caused by another rank is left to rank 0 to report."""
     from gan_cli.build import load_config
-    from gan_cli.training.loop import Diverged, Interrupted, Trainer
+    from gan_cli.training.loop import Diverged, Interrupted, build_trainer
 
     try:
         payload = ctx.from_main(None)
@@ -75,7 +75,7 @@ def follow(ctx: dist.Context) -> int:
         return 1  # rank 0 stopped before training (its own message says why)
     try:
         cfg = load_config(payload["config"])
-        trainer = Trainer(cfg, payload["run_dir"], payload["resume_state"], resume_from=payload["resume_from"])
+        trainer = build_trainer(cfg, payload["run_dir"], payload["resume_state"], resume_from=payload["resume_from"])
         trainer.run(None)
         return 0
     except Interrupted as e:

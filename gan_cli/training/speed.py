@@ -8,10 +8,11 @@ data, to a :class:`SpeedPlan`; :class:`SpeedPath` applies it and gives the loop 
   pictures never see a compiled wrapper (its state dict would prefix every key with ``_orig_mod.``).
 * ``with path.autocast(opt):`` around a step's forward passes: autocast to bf16/fp16; under fp16 the
   scale of ``opt``'s GradScaler for input gradients taken inside (gradient penalty, R1; see
-  :func:`gan_cli.objectives.base.input_grad`); with CUDA graphs, the start of a new graph step.
+  :func:`gan_cli.regularizers.base.input_grad`); with CUDA graphs, the start of a new graph step.
 * ``path.backward(loss, opt)`` and ``path.step(opt)``: plain ``backward()`` / ``step()``, or, under fp16,
   the GradScaler's scaled backward, unscale (so logged grad norms are true ones), step and update.
-* ``path.optimizer_options(cls)``: ``fused=True`` / ``foreach=True`` for :func:`gan_cli.build.build_optimizer`.
+* ``path.optimizer(params, ocfg)``: the optimiser ``model.opt_g`` / ``opt_d`` names, with ``fused=True`` /
+  ``foreach=True`` where the plan asks for it (:func:`build_optimizer`).
 
 Facts this module relies on (shared/REFERENCES.md, "GPU and multi-process"):
 
@@ -19,7 +20,7 @@ Facts this module relies on (shared/REFERENCES.md, "GPU and multi-process"):
   gradients must scale the inner backward and unscale its result (PyTorch AMP examples,
   "Gradient penalty").
 * ``torch.compile`` (aot_autograd) cannot double-backward; the objectives take input gradients through
-  the uncompiled module (``D._orig_mod``, :func:`gan_cli.objectives.base.eager`).  GAN / NS-GAN / f-GAN /
+  the uncompiled module (``D._orig_mod``, :func:`gan_cli.regularizers.base.eager`).  GAN / NS-GAN / f-GAN /
   hinge need no double backward.
 * CUDA graphs (``mode="reduce-overhead"``) need fixed shapes: batches are ``data.batch_size`` rows drawn
   on the device and z is drawn on the device, so the hot loop's shapes are fixed; inductor silently
@@ -41,7 +42,7 @@ import torch
 from torch import nn
 
 from gan_cli.config import UserError
-from gan_cli.objectives.base import inner_grad_scale
+from gan_cli.regularizers.base import inner_grad_scale
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,24 @@ def has_conv(*modules: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for mod in modules for m in mod.modules())
 
 
+def build_optimizer(params, ocfg: Any, options=None) -> torch.optim.Optimizer:
+    """Any ``torch.optim`` class by name (case-insensitive); Adam-family optimisers get ``betas``.
+    ``options(cls) -> dict``: extra keyword arguments for the class (the speed path's ``fused`` / ``foreach``,
+    :func:`optimizer_options`)."""
+    name = str(ocfg.name)
+    classes = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)
+               if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
+    cls = classes.get(name.lower())
+    if cls is None:
+        raise UserError(f"optimizer {name} is not in torch.optim: use e.g. adam, rmsprop, sgd, adamw.")
+    kwargs = {"lr": ocfg.lr}
+    if "betas" in inspect.signature(cls).parameters:
+        kwargs["betas"] = (ocfg.beta1, ocfg.beta2)
+    if options is not None:
+        kwargs.update(options(cls))
+    return cls(params, **kwargs)
+
+
 def optimizer_options(plan: SpeedPlan, cls: type) -> dict:
     """``fused=True`` / ``foreach=True`` for ``cls`` when the plan asks for it and the class takes it; {} else.
     An optimiser without ``fused`` (RMSprop ...) falls back to ``foreach``."""
@@ -212,6 +231,10 @@ class SpeedPath:
     # -- optimisers ------------------------------------------------------------
     def optimizer_options(self, cls: type) -> dict:
         return optimizer_options(self.plan, cls)
+
+    def optimizer(self, params, ocfg: Any) -> torch.optim.Optimizer:
+        """The optimiser ``ocfg`` names (``model.opt_g`` / ``opt_d``), fused / foreach as the plan says."""
+        return build_optimizer(params, ocfg, self.optimizer_options)
 
     def _scaler(self, opt) -> Optional[torch.amp.GradScaler]:
         if self.plan.amp is not torch.float16:

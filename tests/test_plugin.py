@@ -1,5 +1,6 @@
-"""examples/plugin: a user's own objective (LSGAN) and metric (energy distance) used through
-hydra.searchpath, with nothing of them in gan_cli/ or conf/."""
+"""examples/plugin: a user's own objectives (LSGAN; the relativistic pairing GAN with its R1 + R2 regularisers, R2
+being the plugin's own), and metric (energy distance), used through hydra.searchpath, with nothing of them in
+gan_cli/ or conf/."""
 import json
 import os
 import subprocess
@@ -33,7 +34,8 @@ def test_nothing_in_the_package_names_the_plugin():
         for p in (ROOT / base).rglob("*"):
             if p.is_file() and p.suffix in (".py", ".yaml"):
                 text = p.read_text().lower()
-                assert "lsgan" not in text and "energy" not in text, p
+                assert not {"lsgan", "energy", "rpgan", "gan_plugin"} & {w for w in text.replace(".", " ").split()}, p
+                assert "lsgan" not in text and "energy" not in text and "rpgan" not in text, p
 
 
 def _run(cmd: str, cwd: Path, extra: str = "") -> subprocess.CompletedProcess:
@@ -95,3 +97,64 @@ def test_energy_distance_matches_scipy_and_pairwise_sums(plugin_path):
     d = lambda u, v: np.mean([np.linalg.norm(s - t) for s in u for t in v])  # noqa: E731
     assert energy_distance(a, b) == pytest.approx(2 * d(a, b) - d(a, a) - d(b, b), rel=1e-9)
     assert energy_distance(a, a) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_rpgan_losses_and_estimate_closed_form(plugin_path):
+    """RpGAN: D minimises E softplus(D(fake) - D(real)), G E softplus(D(real) - D(fake)) over the i-th pairs; the
+    estimate log 2 - D loss is 0 for a constant critic and > 0 for one that ranks real above fake."""
+    import math
+
+    from gan_plugin.rpgan import RpGAN
+
+    obj = RpGAN()
+    r, f = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64), torch.tensor([0.0, 0.5, -1.0], dtype=torch.float64)
+    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    rn, fn = r.numpy(), f.numpy()
+    assert float(obj.d_loss(r, f)) == pytest.approx(np.mean(sp(fn - rn)), rel=1e-12)
+    assert float(obj.g_loss(f, r)) == pytest.approx(np.mean(sp(rn - fn)), rel=1e-12)
+    assert obj.g_needs_real and float(obj.estimate(r, r)) == pytest.approx(0.0, abs=1e-12)
+    assert float(obj.estimate(r, f)) == pytest.approx(math.log(2) - np.mean(sp(fn - rn)), rel=1e-12)
+    assert float(obj.estimate(r + 10, f)) > 0.69  # separates: towards log 2
+
+
+def test_r2_is_half_gamma_times_mean_squared_input_gradient_at_the_fakes(plugin_path):
+    """R2 by hand on D(x) = sum a x^2 + b.x (grad 2 a x + b) at the generated batch, through gan_cli's path."""
+    from gan_plugin.r2 import R2
+    from torch import nn
+
+    from gan_cli.objectives.gan import NSGAN
+    from gan_cli.training.step import DPath, discriminator_loss
+
+    class Quad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.tensor([0.5, -1.5], dtype=torch.float64))
+            self.b = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+        def forward(self, x, c=None):
+            return (self.a * x**2).sum(1) + x @ self.b
+
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    D = Quad()
+    with_r2 = discriminator_loss(NSGAN(), {"r2": R2(0.4)}, DPath(D), real, None, fake, None)[0]
+    without = discriminator_loss(NSGAN(), {}, DPath(D), real, None, fake, None)[0]
+    g = 2 * D.a.detach() * fake + D.b.detach()
+    assert (with_r2 - without).item() == pytest.approx(0.2 * float((g**2).sum(1).mean()), rel=1e-12)
+    from gan_cli.objectives.wgan import WGAN
+    assert "reg.r2 with model=wgan" in R2(1.0).refuses(WGAN())
+
+
+def test_the_rpgan_preset_carries_r1_and_r2_and_trains(tmp_path, plugin_path):
+    from conftest import compose_train
+
+    from gan_cli.build import build_objective, build_regularizers
+    from gan_cli.cli.train import train
+
+    search = f"hydra.searchpath=[file://{PLUGIN / 'conf'}]"
+    cfg = compose_train(search, "model=rpgan")
+    regs = build_regularizers(cfg.reg, build_objective(cfg.model))
+    assert list(regs) == ["r1", "r2"] and regs["r1"].gamma == regs["r2"].gamma == cfg.reg.r1.gamma
+    res = train(compose_train(search, "model=rpgan", "steps=20", "log_every=10", "image_every=0", "metrics=none",
+                              "estimate_batch=64", "net.hidden=32", tmp_path=tmp_path / "run"))
+    assert res["step"] == 20 and np.isfinite(res["final"]["estimate/rp"])

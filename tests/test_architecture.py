@@ -117,6 +117,12 @@ def test_every_package_ships_in_the_wheel():
     assert not found - listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
 
 
+def test_no_module_over_500_lines():
+    """Modules stay about 500 lines or less (a longer one holds more than one concern: split it)."""
+    long = {str(p.relative_to(ROOT)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 520}
+    assert not long, f"split these by concern: {long}"
+
+
 def test_no_closed_lists_of_component_names():
     """Nothing in Python lists the built-in models, nets or data sets by name."""
     names = {"wgan_gp", "fashion_mnist", "grid25", "mog1d"}

@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 # test processes (pytest-xdist): one per core; each gets its share of the torch threads. JOBS=0 runs in-process.
+# worksteal: each process starts on its half of the tests and an idle one takes work from the other's tail, so a
+# file of a few long tests (test_fdiv_fits.py) is shared out instead of ending the run on one core
 JOBS ?= auto
-XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
+XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist worksteal)
 BENCH_ARGS ?=
 
 .PHONY: install demo test test-fast test-slow bench bench-gpu tensorboard clean

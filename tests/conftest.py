@@ -1,5 +1,13 @@
+import contextlib
+import io
+import logging
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,6 +21,99 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 BIN = Path(sys.executable).parent
+
+# ----------------------------------------------------------------------------- the console scripts, in this process
+
+_MAINS = {"gan-train": "gan_cli.cli.train", "gan-eval": "gan_cli.cli.evaluate"}
+# Python's own warning filters in a fresh process (python -W / PYTHONWARNINGS unset): what the console script sees.
+_FRESH_PROCESS_FILTERS = (("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, ""),
+                          ("ignore", PendingDeprecationWarning, ""), ("ignore", ImportWarning, ""),
+                          ("ignore", ResourceWarning, ""))
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _exit_status(code, err) -> int:
+    """What the interpreter makes of ``SystemExit(code)``: None is 0, an int itself, anything else is printed and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=err)
+    return 1
+
+
+def run_cli(tool: str, args, cwd) -> subprocess.CompletedProcess:
+    """``gan-train`` / ``gan-eval`` run in this process exactly as the console script runs it: ``main()`` of its
+    module with ``sys.argv`` = [the script, *args], in ``cwd``; returns the exit status (SystemExit's code, 1 and a
+    traceback on stderr for an uncaught exception) with what it printed on stdout and stderr, as
+    ``subprocess.run(..., capture_output=True, text=True)`` would.
+
+    For tests whose subject is the command line (argv parsing, exit codes, one-line errors, the folders and files a
+    run writes): about 2 s less than a process each (no interpreter start, no torch import).  What a fresh process
+    has is restored around the call: no root logging handler (Python's last-resort handler prints warnings on
+    stderr; Hydra's job logging then configures its own, and they are closed afterwards), Python's default warning
+    filters with warnings printed on stderr (not recorded by pytest), Hydra's global state cleared, the cwd, argv,
+    environment, SIGINT/SIGTERM handlers, torch's thread count and grad mode put back, and a run lock the
+    command's pre-check took but did not hand on released (a process would drop it on exit).  Tests of signals,
+    of a lock held by a second process, of launchers that start processes, of torchrun and of commands pasted into a
+    shell keep a real process (``subprocess``)."""
+    import importlib
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+
+    module = importlib.import_module(_MAINS[tool])
+    argv = [str(BIN / tool), *(str(a) for a in args)]
+    Path(cwd).mkdir(parents=True, exist_ok=True)
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved = {"cwd": os.getcwd(), "argv": sys.argv, "env": dict(os.environ), "handlers": root.handlers[:],
+             "level": root.level, "threads": torch.get_num_threads(), "grad": torch.is_grad_enabled(),
+             "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}}
+    code = 0
+    GlobalHydra.instance().clear()
+    try:
+        os.chdir(cwd)
+        sys.argv = argv
+        root.handlers = []
+        root.setLevel(logging.WARNING)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.resetwarnings()
+            for action, category, mod in _FRESH_PROCESS_FILTERS:
+                warnings.filterwarnings(action, category=category, module=mod, append=True)
+            warnings.showwarning = _print_warning
+            try:
+                module.main()
+            except SystemExit as e:
+                code = _exit_status(e.code, err)
+            except Exception:  # noqa: BLE001  (what the interpreter does with an uncaught exception)
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        GlobalHydra.instance().clear()
+        os.chdir(saved["cwd"])
+        sys.argv = saved["argv"]
+        for k in set(os.environ) - set(saved["env"]):
+            del os.environ[k]
+        os.environ.update({k: v for k, v in saved["env"].items() if os.environ.get(k) != v})
+        for h in root.handlers:
+            if h not in saved["handlers"]:
+                h.close()
+        root.handlers = saved["handlers"]
+        root.setLevel(saved["level"])
+        for s, h in saved["signals"].items():
+            signal.signal(s, h)
+        torch.set_num_threads(saved["threads"])
+        torch.set_grad_enabled(saved["grad"])
+        from gan_cli.cli import train as train_cli
+
+        lock = train_cli._PRECHECK_LOCK.pop("lock", None)
+        if lock is not None:
+            lock.release()  # no-op when train() took it over and released it
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def compose_train(*overrides, tmp_path=None):
@@ -110,3 +211,30 @@ def random_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def weights(random_weights) -> Path:
     return random_weights
+
+
+# ----------------------------------------------------------------------------- metric caches, hermetic
+
+@pytest.fixture(scope="session")
+def digits_cache_seed(tmp_path_factory) -> Path:
+    """A ``metrics.cache_dir`` holding the digits domain classifier, trained once per test process (about 2 s)
+    instead of once per test, and never in the user's ~/.cache/gan_cli.  Tests take a copy (``digits_cache``), so
+    what one of them writes there (real statistics, a retrained classifier) no other one sees."""
+    from gan_cli.build import build_data, build_evaluator
+
+    cache = tmp_path_factory.mktemp("digits_cache_seed")
+    cfg = compose_train("data=digits", "metrics=images", f"metrics.cache_dir={cache}")
+    build_evaluator(cfg.metrics, cfg.data, build_data(cfg.data, "cpu"), "cpu").extractor()
+    assert list((cache / "classifiers").glob("clf_digits_*.pt"))
+    return cache
+
+
+def copy_cache(seed: Path, dst: Path) -> Path:
+    shutil.copytree(seed, dst)
+    return dst
+
+
+@pytest.fixture
+def digits_cache(digits_cache_seed, tmp_path) -> Path:
+    """A private copy of the seeded digits metrics cache, for ``metrics.cache_dir=``."""
+    return copy_cache(digits_cache_seed, tmp_path / "metrics_cache")

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, compose_train
+from conftest import BIN, compose_train, run_cli
 from hydra import compose, initialize_config_module
 
 from gan_cli.build import build_data, build_evaluator
@@ -22,8 +22,9 @@ def compose_eval(*overrides):
 
 
 def _gan_eval(args, cwd, timeout=900):
+    # one thread: on a shared 2-core machine two OpenMP threads made the child several times slower
     return subprocess.run([str(BIN / "gan-eval"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                          env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
 
 
 def test_count_tag():
@@ -113,6 +114,7 @@ def short_run(tmp_path_factory):
 
 
 def test_gan_eval_end_to_end_on_checkpoint(short_run, tmp_path):
+    """The console script itself (a real process)."""
     r = _gan_eval([f"ckpt={short_run}", "metrics.num_samples=400", "truncation.sweep=[1.0,0.5]", "metrics.critic_w=true"], tmp_path)
     assert r.returncode == 0, r.stderr
     report = json.loads((short_run / "metrics.json").read_text())
@@ -157,14 +159,15 @@ def test_gan_eval_bad_checkpoint_is_one_line(case, short_run, tmp_path):
     else:
         target = tmp_path / "emptyrun"
         target.mkdir()
-    r = _gan_eval([f"ckpt={target}"], tmp_path)
+    r = run_cli("gan-eval", [f"ckpt={target}"], tmp_path)  # gan-eval's main() in this process: exit status, stderr
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(target) in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
-def test_gan_eval_scores_a_folder_of_images(tmp_path):
-    """Real digits written as PNGs score a far lower classifier FID than noise images."""
+def test_gan_eval_scores_a_folder_of_images(tmp_path, digits_cache):
+    """Real digits written as PNGs score a far lower classifier FID than noise images (gan-eval's main() in this
+    process; the digits classifier comes from the session's seeded cache)."""
     from PIL import Image
 
     cfg = compose_train("data=digits")
@@ -176,10 +179,11 @@ def test_gan_eval_scores_a_folder_of_images(tmp_path):
     for i in range(200):
         Image.fromarray(test_x[i, 0].numpy()).save(real_dir / f"{i}.png")
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(noise_dir / f"{i}.png")
-    cache = f"metrics.cache_dir={tmp_path / 'cache'}"
+    cache = f"metrics.cache_dir={digits_cache}"
     fids = {}
     for name, d in [("real", real_dir), ("noise", noise_dir)]:
-        r = _gan_eval([f"folder={d}", "data=digits", "metrics=images", "metrics.num_samples=200", cache], tmp_path)
+        r = run_cli("gan-eval", [f"folder={d}", "data=digits", "metrics=images", "metrics.num_samples=200", cache],
+                    tmp_path)
         assert r.returncode == 0, r.stderr
         fids[name] = json.loads((d / "metrics.json").read_text())["metrics"]["fid200_clf"]
     assert fids["real"] < 0.2 * fids["noise"]

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, compose_train
+from conftest import BIN, compose_train, run_cli
 
 from gan_cli.config import UserError, validate
 from gan_cli.cli.search import best_job, check_direction, metric_direction, objective_value, worst
@@ -140,12 +140,15 @@ def study(tmp_path_factory):
     """A real 4-trial study on ring8 with the preset's TPE sampler (seed 5) over a search space given on the command
     line: D's lr 2e-4 (trains), 1e8 (diverges within 2 steps) or -1 (out of range: the trial fails); sqlite storage
     so that what the study was told can be read back.  The objective is W1 (4 steps leave the reverse KL
-    undefined: no sample near a mode)."""
+    undefined: no sample near a mode).  gan-train's main() runs in this process (conftest.run_cli): the sweeper and
+    Hydra's basic launcher run the trials in it anyway."""
     root = tmp_path_factory.mktemp("study")
     db = root / "study.db"
-    r = _run(["-m", "hparams_search=ring8", "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage=sqlite:///{db}",
-              "hydra.sweeper.study_name=t", "hydra.sweeper.sampler.seed=5", "model.opt_d.lr=choice(2e-4,1e8,-1)", "model=nsgan", "model.n_critic=1",
-              "model.opt_g.lr=2e-4", *TINY, "optimized_metric=w1_200", "hydra.sweep.dir=sw"], cwd=root)
+    r = run_cli("gan-train", ["-m", "hparams_search=ring8", "hydra.sweeper.n_trials=4",
+                              f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=t",
+                              "hydra.sweeper.sampler.seed=5", "model.opt_d.lr=choice(2e-4,1e8,-1)", "model=nsgan",
+                              "model.n_critic=1", "model.opt_g.lr=2e-4", *TINY, "optimized_metric=w1_200",
+                              "hydra.sweep.dir=sw"], root)
     return root, r, optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
 
 
@@ -188,8 +191,7 @@ def test_gan_eval_sweep_shows_the_best_trial(study):
     assert s["best_value"] == st.best_value and s["best_job"] == st.best_trial.number
     assert s["best_params"]["model.opt_d.lr"] == st.best_trial.params["model.opt_d.lr"]
     assert out["rows"][0]["job"] == st.best_trial.number  # sorted by the objective, best first
-    e = subprocess.run([str(BIN / "gan-eval"), f"sweep={root / 'sw'}"], capture_output=True, text=True, env=ENV,
-                       timeout=600, cwd=root)
+    e = run_cli("gan-eval", [f"sweep={root / 'sw'}"], root)  # gan-eval's main() in this process
     assert e.returncode == 0, e.stderr
     assert re.search(rf"Optuna study t \(minimize w1_200, 4 trials, storage sqlite:///\S+\): best value "
                      rf"\S+ from trial {st.best_trial.number} ", e.stdout), e.stdout
@@ -198,8 +200,9 @@ def test_gan_eval_sweep_shows_the_best_trial(study):
 
 @pytest.mark.slow
 def test_a_direction_that_contradicts_the_registry_ends_the_study_before_training(tmp_path):
-    r = _run(["-m", "hparams_search=ring8", "hydra.sweeper.n_trials=3", "hydra.sweeper.direction=maximize", *TINY,
-              "hydra.sweep.dir=sw"], cwd=tmp_path)
+    # gan-train's main() in this process (conftest.run_cli): the sweeper and its basic launcher run here anyway
+    r = run_cli("gan-train", ["-m", "hparams_search=ring8", "hydra.sweeper.n_trials=3",
+                              "hydra.sweeper.direction=maximize", *TINY, "hydra.sweep.dir=sw"], tmp_path)
     assert r.returncode == 2
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("gan-train: error:")]
     assert errors == ["gan-train: error: hydra.sweeper.direction=maximize contradicts optimized_metric=rkl_200, which "
@@ -215,12 +218,14 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
                     reason=f"Fashion-MNIST IDX files are not in {FASHION} (apt install dataset-fashion-mnist)")
 def test_fashion_mnist_study_tiny(tmp_path):
     """The image preset end to end: 2 trials of 3 steps, the domain FID on 300 samples of a classifier trained
-    on the first 2,000 images (cached after its first use)."""
+    on the first 2,000 images (cached after its first use: in this test's own metrics.cache_dir, as the data's
+    copy is in its own data.root, never in ~/.cache/gan_cli)."""
     import yaml
 
     r = _run(["-m", "hparams_search=fashion_mnist", "hydra.sweeper.n_trials=2", "steps=3", "log_every=1",
               "metrics.num_samples=300", "optimized_metric=fid300_clf", "net.channels=8", "data.batch_size=16",
-              "data.limit=2000", "hydra.sweep.dir=sw"], cwd=tmp_path, timeout=1500)
+              "data.limit=2000", f"data.root={tmp_path / 'data'}", f"metrics.cache_dir={tmp_path / 'cache'}",
+              "hydra.sweep.dir=sw"], cwd=tmp_path, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     best = yaml.safe_load((tmp_path / "sw" / "optimization_results.yaml").read_text())
     import json

@@ -2,28 +2,22 @@
 import csv
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, assert_figure, compose_train
+from conftest import assert_figure, compose_train, copy_cache, run_cli
 from hydra import compose, initialize_config_module
 
 from gan_cli.config import UserError
 from gan_cli.cli.sweep import summarize
 
-# Subprocesses run single-threaded: on a shared 2-core machine two OpenMP threads per process
-# made small matmuls ~100x slower (measured).
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _train_multirun(args, cwd, timeout=400):
-    r = subprocess.run([str(BIN / "gan-train"), "-m", *args, "progress=false", "device=cpu", "hydra.sweep.dir=sw"],
-                       cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+def _train_multirun(args, cwd):
+    """``gan-train -m ...`` (its main() in this process, conftest.run_cli; Hydra's basic launcher runs the jobs in
+    it anyway)."""
+    r = run_cli("gan-train", ["-m", *args, "progress=false", "device=cpu", "hydra.sweep.dir=sw"], cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     return Path(cwd) / "sw"
 
@@ -105,9 +99,10 @@ def test_spearman_pairing_of_estimate_with_fid():
 
 
 @pytest.mark.slow
-def test_quality_report_correlates_each_runs_estimate_with_fid(tmp_path):
+def test_quality_report_correlates_each_runs_estimate_with_fid(tmp_path, digits_cache):
     sw = _train_multirun(["experiment=quality", "data=digits", "model.warmup_critic_steps=0", "steps=40",
-                          "log_every=5", "eval_every=10", "metrics.num_samples=300", "net.channels=16"], tmp_path)
+                          "log_every=5", "eval_every=10", "metrics.num_samples=300", "net.channels=16",
+                          f"metrics.cache_dir={digits_cache}"], tmp_path)
     summarize(sw, quiet=True)
     rows = {r["model"]: r for r in _csv(sw / "quality.csv")}
     assert set(rows) == {"gan", "nsgan", "wgan"}
@@ -123,13 +118,15 @@ def test_quality_report_correlates_each_runs_estimate_with_fid(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def digits_run(tmp_path_factory, digits_cache_seed):
     from gan_cli.cli.train import train
 
     run = tmp_path_factory.mktemp("trunc") / "run"
+    cache = copy_cache(digits_cache_seed, run.parent / "metrics_cache")  # the run's own metrics.cache_dir
     # 400 steps (about 20 s on one thread): the generator must be good enough to have recall to lose
     cfg = compose_train("experiment=truncation", "data=digits", "steps=400", "log_every=50", "image_every=0",
-                        "metrics.num_samples=500", "net.channels=32", "device=cpu", tmp_path=run)
+                        "metrics.num_samples=500", "net.channels=32", "device=cpu", f"metrics.cache_dir={cache}",
+                        tmp_path=run)
     train(cfg)
     # gan-train writes Hydra's record; a run made by train() directly gets the same two files
     (run / ".hydra").mkdir()
@@ -156,14 +153,16 @@ def test_truncation_report_recall_falls_as_psi_falls_for_both_kinds(digits_run):
 
 
 @pytest.mark.slow
-def test_gan_eval_truncation_kind_both_writes_one_table_and_figure(digits_run, tmp_path):
+def test_gan_eval_truncation_kind_both_writes_one_table_and_figure(digits_run, tmp_path, digits_cache):
     from gan_cli.cli.evaluate import evaluate
 
     rep = evaluate(compose_eval(f"ckpt={digits_run}", "truncation.kind=both", "truncation.sweep=[1.0,0.3]",
-                                "metrics.num_samples=300", f"out={tmp_path}", "device=cpu"))
+                                "metrics.num_samples=300", f"out={tmp_path}", "device=cpu",
+                                f"metrics.cache_dir={digits_cache}"))
     assert list(rep["truncation_sweep"]) == ["none", "resample:1", "resample:0.3", "interpolate:1", "interpolate:0.3"]
     names = [(r["kind"], float(r["psi"])) for r in _csv(tmp_path / "truncation.csv")]
     assert names == [("none", math.inf), ("resample", 1.0), ("resample", 0.3), ("interpolate", 1.0), ("interpolate", 0.3)]
     assert_figure(tmp_path / "truncation.png", min_width=500)
     with pytest.raises(UserError, match="truncation.kind=both needs truncation.sweep"):
-        evaluate(compose_eval(f"ckpt={digits_run}", "truncation.kind=both", f"out={tmp_path}"))
+        evaluate(compose_eval(f"ckpt={digits_run}", "truncation.kind=both", f"out={tmp_path}",
+                              f"metrics.cache_dir={digits_cache}"))

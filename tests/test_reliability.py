@@ -1,11 +1,13 @@
 """Reliability: kills, signals, divergence, unsafe/broken checkpoints, bad input, sweeps, full disks.
 
 Every test injects one fault and checks what the tool does.  Where the point is about the
-process (exit codes, signals, stderr) the real ``gan-train`` runs as a subprocess; a few runs
-go through a small wrapper script that patches one function (``torch.save``, an objective's
-``d_loss``) and then calls ``gan_cli.cli.train.main()`` exactly as the console script does -- no
-test hooks live in the package.  Independent subprocesses run concurrently to keep the file
-fast on two CPU cores.
+process (signals, SIGKILL, exit status after a signal) the real ``gan-train`` runs as a subprocess;
+one such run goes through a small wrapper script that patches ``torch.save`` and then calls
+``gan_cli.cli.train.main()`` exactly as the console script does -- no test hooks live in the
+package.  Independent subprocesses run concurrently to keep the file fast on two CPU cores.
+Command-line checks (bad input, refused checkpoints, a sweep with failing jobs, the divergence
+guard's exit) run the same ``main()`` in this process (conftest.run_cli: argv, cwd, exit status,
+stdout, stderr), patching with monkeypatch where a fault is injected.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, compose_train, scalar_tags
+from conftest import BIN, compose_train, run_cli, scalar_tags
 
 from gan_cli.runs import checkpoint as ck
 
@@ -281,21 +283,19 @@ def test_sigterm_and_sigint_checkpoint_exit_128_plus_signum_and_resume(reference
 
 # ----------------------------------------------------------------------------- 3. divergence guard
 
-NAN_AFTER_12 = """
-import torch
-from gan_cli.objectives import NSGAN
-_real, _calls = NSGAN.d_loss, [0]
-def d_loss(self, real_out, fake_out):
-    _calls[0] += 1  # one D step per G step for nsgan: call k is step k
-    loss = _real(self, real_out, fake_out)
-    return loss * float("nan") if _calls[0] > 12 else loss
-NSGAN.d_loss = d_loss
-"""
+def test_divergence_stops_with_one_line_exit_2_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from gan_cli.objectives import NSGAN
 
+    real, calls = NSGAN.d_loss, [0]
 
-def test_divergence_stops_with_one_line_exit_2_and_keeps_last_good_checkpoint(tmp_path):
+    def d_loss(self, real_out, fake_out):
+        calls[0] += 1  # one D step per G step for nsgan: call k is step k
+        loss = real(self, real_out, fake_out)
+        return loss * float("nan") if calls[0] > 12 else loss
+
+    monkeypatch.setattr(NSGAN, "d_loss", d_loss)
     run = tmp_path / "run"
-    r = _run_all([([*BASE, f"out_dir={run}"], tmp_path, _wrapper(tmp_path, NAN_AFTER_12))])[0]
+    r = run_cli("gan-train", [*BASE, f"out_dir={run}"], tmp_path)  # gan-train's main() with d_loss patched
     assert r.returncode == 2, r.stderr
     line = _one_line(r.stderr)
     good = ck.ckpt_path(run, 10)
@@ -427,12 +427,12 @@ def test_checkpoint_cut_short_anywhere_says_truncated(good_ckpt, tmp_path):
         assert "truncated" in str(e.value) and str(bad) in str(e.value), (cut, str(e.value))
 
 
-@pytest.mark.slow  # several gan-train processes (> 20 s on a busy 2-core machine)
+@pytest.mark.slow  # five resumes through gan-train's command line
 def test_bad_checkpoints_are_refused_by_resume_cli(good_ckpt, tmp_path):
     cases = _bad_checkpoints(good_ckpt, tmp_path)
     for name in ("empty", "plain_tensor"):  # same code path as truncated / other_version; in-process above
         del cases[name]
-    results = _run_all([([f"resume={run}"], tmp_path) for run, _, _ in cases.values()])
+    results = [run_cli("gan-train", [f"resume={run}"], tmp_path) for run, _, _ in cases.values()]  # main(), here
     for (name, (run, words, marker)), r in zip(cases.items(), results):
         assert r.returncode == 2, (name, r.returncode, r.stderr)
         line = _one_line(r.stderr)
@@ -445,7 +445,7 @@ def test_bad_checkpoints_are_refused_by_resume_cli(good_ckpt, tmp_path):
 # ----------------------------------------------------------------------------- 5. bad input
 
 
-@pytest.mark.slow  # several gan-train processes (> 20 s on a busy 2-core machine)
+@pytest.mark.slow  # twelve gan-train command lines
 def test_bad_input_exits_nonzero_with_clear_line_and_no_half_made_run(tmp_path):
     from PIL import Image
 
@@ -474,7 +474,8 @@ def test_bad_input_exits_nonzero_with_clear_line_and_no_half_made_run(tmp_path):
         (["data=mnist", f"data.root={tmp_path / 'a_file' / 'data'}", "net.channels=8"], "is not writable", False),
     ]
     jobs = [([*tiny, *ov], tmp_path / f"case{i}") for i, (ov, _, _) in enumerate(cases)]
-    for (ov, words, hydra_text), r, (_, cwd) in zip(cases, _run_all(jobs), jobs):
+    results = [run_cli("gan-train", args, cwd) for args, cwd in jobs]  # gan-train's main() in this process
+    for (ov, words, hydra_text), r, (_, cwd) in zip(cases, results, jobs):
         assert r.returncode != 0, (ov, r.stdout)
         assert "Traceback" not in r.stderr, r.stderr
         first = r.stderr.strip().splitlines()[0]
@@ -504,7 +505,7 @@ def test_sweep_with_failing_jobs_runs_the_others_and_records_failures(tmp_path):
     and the process exits 1.  gan-train prints each failed job's one-line error as it happens
     and records it in that job's folder (status.json 'failed' / 'diverged' with the error)."""
     tiny = [a for a in BASE if not a.startswith("steps")] + ["steps=10"]
-    r = _run_all([(["-m", *tiny, "model.opt_d.lr=-1,1e30,1e-4"], tmp_path)])[0]
+    r = run_cli("gan-train", ["-m", *tiny, "model.opt_d.lr=-1,1e30,1e-4"], tmp_path)  # main(), in this process
     assert r.returncode == 1, r.stderr
     jobs = sorted(tmp_path.glob("multirun/*/*/*_*"), key=lambda p: int(p.name.split("_")[0]))
     assert len(jobs) == 3, jobs

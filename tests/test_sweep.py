@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, assert_figure
+from conftest import BIN, assert_figure, run_cli
 
 from gan_cli.config import UserError
 from gan_cli.cli.sweep import collect, summarize
@@ -23,11 +23,12 @@ def _run(exe, args, cwd, timeout=300):
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
-    """A real 3-job sweep: two learning rates that train, one that is out of range (a failed job)."""
+    """A real 3-job sweep: two learning rates that train, one that is out of range (a failed job).  gan-train's
+    main() runs in this process (conftest.run_cli); Hydra's basic launcher runs the jobs in it anyway."""
     root = tmp_path_factory.mktemp("sweep")
-    r = _run("gan-train", ["-m", "model=gan", "data=ring8", "model.opt_d.lr=2e-4,1e-3,-1", "steps=4", "log_every=2",
-                           "image_every=0", "ckpt_every=0", "progress=false", "device=cpu", "metrics=toy",
-                           "metrics.num_samples=200", "hydra.sweep.dir=sw"], cwd=root)
+    r = run_cli("gan-train", ["-m", "model=gan", "data=ring8", "model.opt_d.lr=2e-4,1e-3,-1", "steps=4",
+                              "log_every=2", "image_every=0", "ckpt_every=0", "progress=false", "device=cpu",
+                              "metrics=toy", "metrics.num_samples=200", "hydra.sweep.dir=sw"], root)
     assert r.returncode != 0  # Hydra re-raises the failed job's error after running all jobs
     assert "model.opt_d.lr=-1.0 is out of range" in r.stderr
     return root / "sw"
@@ -125,7 +126,7 @@ def test_gan_eval_sweep_cli(sweep_dir, tmp_path):
     r = _run("gan-eval", [f"sweep={sweep_dir}", "sort_by=-modes_200", "plot_y=w1_200"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "2/3 jobs completed" in r.stdout and "failed" in r.stdout and "sweep_summary.csv" in r.stdout
-    r = _run("gan-eval", [f"sweep={tmp_path / 'nothing'}"], cwd=tmp_path)
+    r = run_cli("gan-eval", [f"sweep={tmp_path / 'nothing'}"], tmp_path)  # the console script's main(), here
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("gan-eval: error: sweep=") and "no such folder" in lines[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, compose_train, scalar_tags
+from conftest import BIN, compose_train, run_cli, scalar_tags
 from idx import fake_mnist, write_mnist_raw
 
 from gan_cli.training.loop import build_trainer
@@ -117,8 +117,10 @@ def test_model_paper_defaults():
 
 @pytest.mark.parametrize("model", MODELS)
 def test_short_run_writes_tensorboard_tags(model, tmp_path):
+    # metrics.num_samples=200: the run still ends with the toy suite's evaluation (not read here), without the
+    # exact W1 at 2,500 samples (2-10 s)
     cfg = compose_train(f"model={model}", "steps=6", "log_every=3", "image_every=6", "estimate_batch=64",
-                        "model.warmup_critic_steps=0", tmp_path=tmp_path)
+                        "model.warmup_critic_steps=0", "metrics.num_samples=200", tmp_path=tmp_path)
     from gan_cli.build import build_objective
 
     result = train(cfg)
@@ -189,7 +191,8 @@ def _weights(run_dir):
 
 
 @pytest.mark.parametrize("setup, tag", [
-    (["model=wgan_gp", "model.opt_d.decay=0.1"], "estimate/w"),  # the lr schedule resumes from the step count
+    # the lr schedule resumes from the step count; metrics=none as in the other case: no metric is compared
+    (["model=wgan_gp", "model.opt_d.decay=0.1", "metrics=none"], "estimate/w"),
     # D's Fourier features are mid fade-in at the interruption (step 5 of 12: fraction 0.45 of a 0.2-0.7 ramp)
     (["model=nsgan", "net=mlp", "net.hidden=16", "net.codes=5", "net.latent_dim=3", "net.fourier=8",
       "net.fourier_from=0.2", "net.fourier_to=0.7", "model.pack=2", "metrics=none"], "estimate/jsd"),
@@ -245,9 +248,13 @@ def test_lr_decay_is_exponential_from_lr_to_lr_times_decay(tmp_path):
 
 
 def _cli(args, cwd, env_extra=None, timeout=240):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # one thread: on a shared 2-core machine two OpenMP threads made the tiny nets' steps several times slower
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env.update(env_extra or {})
     return subprocess.run([str(BIN / "gan-train"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+REAL_PROCESS_CASES = (["steps=abc"], ["model.opt_d.lr=-1"])
 
 
 @pytest.mark.parametrize(
@@ -267,7 +274,11 @@ def _cli(args, cwd, env_extra=None, timeout=240):
     ],
 )
 def test_bad_input_exits_nonzero_with_clear_message(args, needle, tmp_path):
-    r = _cli([*args, "progress=false", "steps=2"] if args[0] != "steps=abc" else args, cwd=tmp_path)
+    """Hydra's path (steps=abc) and gan-train's (an out-of-range value) run the real console script, so the exit
+    status and stderr are what a parent process sees; the other cases run the same main() in this process
+    (conftest.run_cli: argv, cwd, exit status, stderr)."""
+    argv = [*args, "progress=false", "steps=2"] if args[0] != "steps=abc" else args
+    r = _cli(argv, cwd=tmp_path) if args in REAL_PROCESS_CASES else run_cli("gan-train", argv, tmp_path)
     assert r.returncode != 0
     assert needle in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
@@ -278,13 +289,16 @@ def test_bad_input_exits_nonzero_with_clear_message(args, needle, tmp_path):
 
 
 def test_cli_default_run_and_multirun(tmp_path):
-    r = _cli(["steps=4", "log_every=2", "image_every=0", "progress=false", "estimate_batch=64"], cwd=tmp_path)
+    """The console script itself, a run and a sweep (metrics.num_samples=200: the default toy suite still runs at
+    the end of each, without the exact W1 at 2,500 samples)."""
+    r = _cli(["steps=4", "log_every=2", "image_every=0", "progress=false", "estimate_batch=64",
+              "metrics.num_samples=200"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     runs = list(tmp_path.glob("outputs/*/*/checkpoints/step_*.pt"))
     assert len(runs) == 1
     assert "tensorboard --logdir" in r.stdout
     r = _cli(["-m", "model=gan,nsgan", "data=ring8", "steps=3", "log_every=3", "image_every=0", "progress=false",
-              "estimate_batch=64"], cwd=tmp_path)
+              "estimate_batch=64", "metrics.num_samples=200"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     jobs = sorted(p.parent.parent.name for p in tmp_path.glob("multirun/*/*/*/checkpoints/step_00000003.pt"))
     assert len(jobs) == 2 and jobs[0].startswith("0_") and "model-gan+" in jobs[0] and "model-nsgan+" in jobs[1]

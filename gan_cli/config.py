@@ -51,9 +51,11 @@ class OptimConfig:
     lr: float = 2e-4
     beta1: float = 0.5  # Adam-family only
     beta2: float = 0.999
-    # the fraction of lr left at the last step: lr * decay^(step / (steps - 1)), an exponential decay
-    # (1: a constant lr; 0.01: down to lr / 100)
+    # the fraction of lr left at the last step (1: a constant lr; 0.01: down to lr / 100), reached along
+    # decay_shape: exp, lr * decay^fraction; linear, lr * (1 - (1 - decay) * fraction) (decay=0: Mimicry's and
+    # SNGAN's linear decay to 0), with fraction = step / (steps - 1)
     decay: float = 1.0
+    decay_shape: str = "exp"
 
 
 @dataclass
@@ -305,8 +307,10 @@ _RANGES = [
     ("model.clip", lambda v: v is None or v > 0, "must be > 0 (or null to disable clipping)"),
     ("model.opt_g.lr", lambda v: v > 0, "must be > 0"),
     ("model.opt_d.lr", lambda v: v > 0, "must be > 0"),
-    ("model.opt_g.decay", lambda v: 0 < v <= 1, "must be in (0, 1] (1: a constant lr)"),
-    ("model.opt_d.decay", lambda v: 0 < v <= 1, "must be in (0, 1] (1: a constant lr)"),
+    ("model.opt_g.decay", lambda v: 0 <= v <= 1, "must be in [0, 1] (1: a constant lr)"),
+    ("model.opt_d.decay", lambda v: 0 <= v <= 1, "must be in [0, 1] (1: a constant lr)"),
+    ("model.opt_g.decay_shape", lambda v: v in ("exp", "linear"), "must be exp or linear"),
+    ("model.opt_d.decay_shape", lambda v: v in ("exp", "linear"), "must be exp or linear"),
     ("model.opt_g.beta1", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("model.opt_d.beta1", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("model.opt_g.beta2", lambda v: 0 <= v < 1, "must be in [0, 1)"),
@@ -416,6 +420,11 @@ def validate(cfg: Any) -> None:
             continue
         if not ok(value):
             raise UserError(f"{path}={value} is out of range: {text}. Fix it on the command line, e.g. {path}=<value>.")
+    for opt in ("opt_g", "opt_d"):
+        o = _get(cfg, f"model.{opt}")
+        if o is not _ABSENT and float(o.get("decay", 1.0)) == 0 and str(o.get("decay_shape", "exp")) == "exp":
+            raise UserError(f"model.{opt}.decay=0 with decay_shape=exp would make the lr 0 after the first step: "
+                            f"add model.{opt}.decay_shape=linear (a linear decay to 0) or use a decay above 0.")
     dev = str(cfg.device)
     if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
         raise UserError(f"device={dev} is not a device: use auto, cpu, cuda or cuda:N.")

@@ -230,3 +230,45 @@ def test_mlp_fourier_features_fade_in_between_from_and_to():
     assert FourierFeatures(2, 3, 1.0, 0.5, 0.5).alpha_at(0.49) == 0 and FourierFeatures(2, 3, 1.0, 0.5, 0.5).alpha_at(0.5) == 1
     with pytest.raises(UserError, match=r"net.fourier_from=0.7 and net.fourier_to=0.3 .* use 0 <= fourier_from <= fourier_to <= 1"):
         build_nets(net("mlp", fourier=4, fourier_from=0.7, fourier_to=0.3), RING, 2, "none")
+
+
+# ----------------------------------------------------------------------------- the SNGAN ResNets
+
+
+def test_resnet_at_32px_rgb_has_mimicrys_parameter_counts_and_spectral_norm_on_every_d_layer():
+    """Mimicry's SNGAN-32 (G 3 up-blocks of 256, D 4 blocks of 128, z = 128): 4,276,739 and 1,053,825 parameters
+    (torch_mimicry.nets.sngan.SNGANGenerator32 / SNGANDiscriminator32 counted the same way)."""
+    from torch.nn.utils import parametrize
+
+    G, D = build_nets(net("resnet"), img(3, 32), 128, "batch")  # d_norm does not apply: no norm layer in D
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert (count(G), count(D)) == (4_276_739, 1_053_825)
+    layers = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]  # 3 + 3 + 2 + 2 convs, 1 linear
+    assert len(layers) == 11 and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not norms(D, (nn.BatchNorm2d, nn.GroupNorm)) and len(norms(G, nn.BatchNorm2d)) == 7
+    assert [type(b).__name__ for b in G.blocks] == ["GBlock"] * 3 and G.base == 4
+    assert [b.down for b in D.blocks] == [True, True, False, False] and D.blocks[0].first
+    _, D_plain = build_nets(net("resnet", spectral_norm=False), img(3, 32), 128, "none")
+    assert not any(parametrize.is_parametrized(m) for m in D_plain.modules())
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("s", [28, 32, 48, 64, 128])
+def test_resnet_sizes_and_channels(c, s):
+    G, D = build_nets(net("resnet", g_channels=16, d_channels=16), img(c, s), 8, "none")
+    G.eval()
+    D.eval()
+    x = G(torch.randn(2, 8), torch.tensor([0, 1]))
+    assert x.shape == (2, c, s, s) and x.abs().max() <= 1
+    out = D(x, None)
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    base = {28: 7, 48: 6}.get(s, 4)
+    assert G.base == base and base * 2 ** len(G.blocks) == s
+
+
+def test_resnet_refuses_other_sizes_and_toy_data_in_one_line():
+    for info, needle in ((img(1, 8), "net=resnet supports square images of 28x28, 32x32, 48x48, 64x64, 128x128 px"),
+                         (RING, "net=resnet needs image data, but data=ring8 is toy2d")):
+        with pytest.raises(UserError, match=needle) as e:
+            build_nets(net("resnet"), info, 4, "none")
+        assert "\n" not in str(e.value)

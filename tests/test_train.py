@@ -242,9 +242,25 @@ def test_lr_decay_is_exponential_from_lr_to_lr_times_decay(tmp_path):
     assert [r["lr/g"] for r in rows] == pytest.approx([1e-3 * 0.01 ** (i / 4) for i in range(5)], rel=1e-12)
     assert rows[-1]["lr/g"] == pytest.approx(1e-5, rel=1e-12)
     assert {r["lr/d"] for r in rows} == {4e-4}  # opt_d keeps decay 1: a constant lr
-    for bad in ("0", "1.5", "-1"):
+    for bad in ("1.5", "-1"):
         with pytest.raises(UserError, match=f"model.opt_g.decay={float(bad)} is out of range"):
             validate(compose_train(f"model.opt_g.decay={bad}"))
+    with pytest.raises(UserError, match="model.opt_g.decay=0 with decay_shape=exp would make the lr 0 after the first "
+                                        "step: add model.opt_g.decay_shape=linear"):
+        validate(compose_train("model.opt_g.decay=0"))
+    with pytest.raises(UserError, match="model.opt_d.decay_shape=cosine is out of range: must be exp or linear"):
+        validate(compose_train("model.opt_d.decay_shape=cosine"))
+
+
+def test_linear_lr_decay_goes_from_lr_to_lr_times_decay_in_equal_steps(tmp_path):
+    """decay_shape=linear (Mimicry's SNGAN policy with decay=0): step i of n trains at lr * (1 - (1 - decay) i / (n - 1))."""
+    train(compose_train("model=nsgan", "data=ring8", "steps=5", "log_every=1", "image_every=0", "metrics=none",
+                        "model.opt_g.lr=1e-3", "model.opt_g.decay=0", "model.opt_g.decay_shape=linear",
+                        "model.opt_d.lr=4e-4", "model.opt_d.decay=0.5", "model.opt_d.decay_shape=linear",
+                        tmp_path=tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    assert [r["lr/g"] for r in rows] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4, 0.0], abs=1e-15)
+    assert [r["lr/d"] for r in rows] == pytest.approx([4e-4, 3.5e-4, 3e-4, 2.5e-4, 2e-4], rel=1e-12)
 
 
 def _cli(args, cwd, env_extra=None, timeout=240):

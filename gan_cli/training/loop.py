@@ -88,8 +88,8 @@ class Trainer:
                                guard="skip" if cfg.guard.on_nonfinite == OnNonFinite.skip else "stop")
         self.opt_g = self.speed.optimizer(self.G.parameters(), cfg.model.opt_g)
         self.opt_d = self.speed.optimizer(self.D.parameters(), cfg.model.opt_d)
-        # model.opt_*.decay: (optimiser, base lr, decay) of the optimisers whose lr decays, read once
-        self.decaying = [(opt, float(o.lr), float(o.get("decay", 1.0))) for opt, o in
+        # model.opt_*.decay: (optimiser, base lr, decay, shape) of the optimisers whose lr decays, read once
+        self.decaying = [(opt, float(o.lr), float(o.get("decay", 1.0)), str(o.get("decay_shape", "exp"))) for opt, o in
                          ((self.opt_g, cfg.model.opt_g), (self.opt_d, cfg.model.opt_d)) if float(o.get("decay", 1.0)) != 1.0]
         # Modules of G and D with a schedule of their own (net.fourier's coarse-to-fine features): told the
         # fraction of the run done before each step, from the step count alone (a resumed run continues it).
@@ -144,12 +144,13 @@ class Trainer:
 
     def schedule(self) -> None:
         """What depends on the step about to be taken, from the step count alone (a resumed run continues the same
-        schedule), with ``fraction = step / (steps - 1)``: ``model.opt_*.decay``'s lr, ``lr * decay^fraction``,
-        and the modules with a ``set_progress(fraction)`` method."""
+        schedule), with ``fraction = step / (steps - 1)``: ``model.opt_*.decay``'s lr, ``lr * decay^fraction``
+        (``decay_shape=exp``) or ``lr * (1 - (1 - decay) * fraction)`` (``linear``), and the modules with a
+        ``set_progress(fraction)`` method."""
         fraction = self.step / max(int(self.cfg.steps) - 1, 1)
-        for opt, lr, decay in self.decaying:
+        for opt, lr, decay, shape in self.decaying:
             for group in opt.param_groups:
-                group["lr"] = lr * decay ** fraction
+                group["lr"] = lr * (1 - (1 - decay) * fraction) if shape == "linear" else lr * decay ** fraction
         for m in self.scheduled:
             m.set_progress(fraction)
 
@@ -175,8 +176,11 @@ class Trainer:
             if not bad_d:
                 fast.step(self.opt_d)
             obj.after_d_step(self.D)  # e.g. WGAN's weight clipping
-            if self.augment is not None:
-                self.augment.observe(real_out.detach())  # an adaptive pipe (ADA) follows D's outputs on real data
+            if self.augment is not None:  # an adaptive pipe (ADA) follows D's outputs on the real batches
+                seen = real_out.detach()
+                if self.ctx.active and getattr(self.augment, "adaptive", False):
+                    seen = self.ctx.gather_cat(seen)  # every rank's, so every rank's p stays the same
+                self.augment.observe(seen)
         if want_norms:
             out["grad_norm/d"] = grad_norm(self.D)
         self.D.requires_grad_(False)  # G step: no gradients into D's parameters

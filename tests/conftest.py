@@ -238,3 +238,40 @@ def copy_cache(seed: Path, dst: Path) -> Path:
 def digits_cache(digits_cache_seed, tmp_path) -> Path:
     """A private copy of the seeded digits metrics cache, for ``metrics.cache_dir=``."""
     return copy_cache(digits_cache_seed, tmp_path / "metrics_cache")
+
+
+# ----------------------------------------------------------------------------- shared test doubles and runs
+
+class Quadratic(torch.nn.Module):
+    """D(x, c) = sum_j a_j x_j^2 + b . x on 2-D inputs: grad_x D = 2 a * x + b, known by hand; ignores c."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([0.5, -1.5], dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+    def forward(self, x, c=None):
+        return (self.a * x**2).sum(1) + x @ self.b
+
+
+def interrupted_and_resumed(args, tmp_path, at_step):
+    """Train ``args`` straight through into ``tmp_path/full``; train them again into ``tmp_path/part``, stopped by a
+    real SIGINT after step ``at_step`` and resumed to the end.  Returns the loaded checkpoints
+    ``(straight, at the interruption, resumed)``."""
+    from gan_cli.cli.train import train
+    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
+    from gan_cli.training.loop import Interrupted, build_trainer
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(compose_train(*args, tmp_path=full))
+    tr = build_trainer(compose_train(*args, tmp_path=part), part)
+
+    def progress(step, host):
+        if step == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        tr.run(progress)
+    mid = load_checkpoint(list_checkpoints(part)[-1])
+    train(compose_train(*args, f"resume={part}"), overrides=[f"resume={part}"])
+    return load_checkpoint(list_checkpoints(full)[-1]), mid, load_checkpoint(list_checkpoints(part)[-1])

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, run_cli
+from conftest import compose_train, interrupted_and_resumed, run_cli
 
 from gan_cli.augment.ada import ADA
 from gan_cli.augment.diffaugment import DiffAugment
@@ -156,32 +154,16 @@ def test_ada_state_round_trips_p_and_the_random_stream():
 
 
 def test_ada_p_is_logged_checkpointed_and_a_resumed_run_ends_as_the_straight_one(tmp_path):
-    from gan_cli.cli.train import train
-    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
-    from gan_cli.training.loop import Interrupted, build_trainer
-
     args = ["data=digits", "net=dcgan", "net.channels=8", "augment=ada", "augment.ada_kimg=0.5", "augment.interval=1",
             "steps=10", "log_every=2", "ckpt_every=0", "metrics=none", "progress=false", "device=cpu",
             "image_every=0"]
-    full, part = tmp_path / "full", tmp_path / "part"
-    train(compose_train(*args, tmp_path=full))
-    tr = build_trainer(compose_train(*args, tmp_path=part), part)
-
-    def progress(step, host):
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(Interrupted):
-        tr.run(progress)
-    mid = load_checkpoint(list_checkpoints(part)[-1])
+    a, mid, b = interrupted_and_resumed(args, tmp_path, at_step=5)
     assert mid["step"] == 5 and 0 <= float(mid["augment"]["p"]) <= 1 and "rt" in mid["augment"]
-    train(compose_train(*args, f"resume={part}"), overrides=[f"resume={part}"])
-    a, b = (load_checkpoint(list_checkpoints(d)[-1]) for d in (full, part))
     assert float(a["augment"]["p"]) == float(b["augment"]["p"]) > 0
     for net in ("generator", "discriminator"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)
-    logged = [json.loads(line) for line in (full / "scalars.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in (tmp_path / "full" / "scalars.jsonl").read_text().splitlines()]
     ps = [r["augment/p"] for r in logged]
     assert len(ps) == 5 and max(ps) > 0  # p moved from 0 (D tells the real digits apart at once)
     assert all(-1 <= r["augment/rt"] <= 1 for r in logged)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BIN
+from conftest import BIN, Quadratic
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "plugin"
@@ -122,23 +122,13 @@ def test_rpgan_losses_and_estimate_closed_form(plugin_path):
 def test_r2_is_half_gamma_times_mean_squared_input_gradient_at_the_fakes(plugin_path):
     """R2 by hand on D(x) = sum a x^2 + b.x (grad 2 a x + b) at the generated batch, through gan_cli's path."""
     from gan_plugin.r2 import R2
-    from torch import nn
 
     from gan_cli.objectives.gan import NSGAN
     from gan_cli.training.step import DPath, discriminator_loss
 
-    class Quad(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Parameter(torch.tensor([0.5, -1.5], dtype=torch.float64))
-            self.b = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
-
-        def forward(self, x, c=None):
-            return (self.a * x**2).sum(1) + x @ self.b
-
     torch.manual_seed(0)
     real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
-    D = Quad()
+    D = Quadratic()
     with_r2 = discriminator_loss(NSGAN(), {"r2": R2(0.4)}, DPath(D), real, None, fake, None)[0]
     without = discriminator_loss(NSGAN(), {}, DPath(D), real, None, fake, None)[0]
     g = 2 * D.a.detach() * fake + D.b.detach()

@@ -9,24 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
+from conftest import Quadratic, compose_train
 from scipy import stats
 from torch import nn
 
 from gan_cli.config import UserError
 from gan_cli.training.step import DPath, discriminator_loss, generator_loss
-
-
-class _Quadratic(nn.Module):
-    """D(x, c) = sum_j a_j x_j^2 + b . x: grad_x D = 2 a * x + b, known by hand; ignores c."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor([0.5, -1.5], dtype=torch.float64))
-        self.b = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
-
-    def forward(self, x, c=None):
-        return (self.a * x**2).sum(1) + x @ self.b
 
 
 class _Critic(nn.Module):
@@ -71,7 +59,7 @@ class Step:
 def test_r1_term_is_half_gamma_times_mean_squared_input_gradient():
     torch.manual_seed(0)
     real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
-    D = _Quadratic()
+    D = Quadratic()
     for model in ("nsgan", "hinge", "fgan", "wgan_gp"):
         plain, obj = Step(f"model={model}"), Step(f"model={model}", "reg=[r1]", "reg.r1.gamma=3.0")
         g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
@@ -103,7 +91,7 @@ def test_fgan_tv_defaults_to_r1_0_003_at_box_points_and_an_explicit_r1_wins():
 
     torch.manual_seed(0)
     real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
-    D = _Quadratic()
+    D = Quadratic()
     tv, tv_off = Step("model=fgan", "model.divergence=tv"), Step("model=fgan", "model.divergence=tv", "reg=[r1]",
                                                                   "reg.r1.gamma=0")
     r1 = tv.regs["r1"]
@@ -135,7 +123,7 @@ def test_box_points_are_uniform_over_the_box_of_real_and_fake_and_any_model_can_
     assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.05  # independent per feature
     torch.manual_seed(2)
     r, f = torch.randn(7, 2, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64) + 3
-    D = _Quadratic()
+    D = Quadratic()
     obj, plain = Step("reg=[r1]", "reg.r1.gamma=0.4", "reg.r1.points=box"), Step()
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
     extra = (obj.d(D, r, f, g1) - plain.d(D, r, f)).item()
@@ -146,7 +134,7 @@ def test_box_points_are_uniform_over_the_box_of_real_and_fake_and_any_model_can_
 
 def test_r1_backpropagates_into_d_and_not_into_the_data():
     real = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
-    D = _Quadratic()
+    D = Quadratic()
     loss_r1 = Step("reg=[r1]", "reg.r1.gamma=2.0").d(D, real, real) - Step().d(D, real, real)
     loss_r1.backward()
     # R1 = (2 a x + b)^2 summed (gamma/2 = 1): d/da_j = 2 (2 a_j x_j + b_j) 2 x_j, d/db_j = 2 (2 a_j x_j + b_j)
@@ -159,7 +147,7 @@ def test_r1_backpropagates_into_d_and_not_into_the_data():
 def test_lazy_r1_only_every_kth_d_step_times_k_and_the_counter_is_checkpointed():
     torch.manual_seed(1)
     real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
-    D = _Quadratic()
+    D = Quadratic()
     plain = Step("model=hinge").d(D, real, fake).item()
     obj = Step("model=hinge", "reg=[r1]", "reg.r1.gamma=0.5", "reg.r1.every=4")
     extra = [obj.d(D, real, fake).item() - plain for _ in range(9)]
@@ -204,7 +192,7 @@ def test_a_moved_key_names_its_new_spelling_in_one_line(old, new):
 def test_instance_noise_on_both_inputs_annealed_linearly_and_in_g_loss():
     torch.manual_seed(2)
     real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
-    D = _Quadratic()
+    D = Quadratic()
     obj = Step("reg=[instance_noise]", "reg.instance_noise.std=0.5", "reg.instance_noise.steps=4")
     noise = obj.regs["instance_noise"]
     plain = Step()
@@ -237,7 +225,7 @@ def test_penalties_see_d_through_the_noise_on_the_path():
 
     torch.manual_seed(6)
     real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
-    D = _Quadratic()
+    D = Quadratic()
     noisy = Step("model=wgan_gp", "reg=[instance_noise]", "reg.instance_noise.std=0.3")
     loss = noisy.d(D, real, fake, torch.Generator().manual_seed(11))
     ref = torch.Generator().manual_seed(11)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
+from conftest import Quadratic, compose_train, interrupted_and_resumed
 from idx import fake_mnist, write_mnist_raw
 from omegaconf import OmegaConf
 from torch import nn
@@ -300,19 +299,10 @@ def test_r1_is_taken_through_the_augmentation_with_respect_to_the_clean_input():
         def forward(self, x):
             return 2 * x
 
-    class Quad(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Parameter(torch.tensor([0.5, -1.5], dtype=torch.float64))
-            self.b = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
-
-        def forward(self, x, c=None):
-            return (self.a * x**2).sum(1) + x @ self.b
-
     cfg = compose_train("reg=[r1]", "reg.r1.gamma=2.0")
     obj = build_objective(cfg.model)
     real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
-    D = Quad()
+    D = Quadratic()
     with_r1 = discriminator_loss(obj, build_regularizers(cfg.reg, obj), DPath(D, Double()), real, None, fake, None)[0]
     without = discriminator_loss(obj, {}, DPath(D, Double()), real, None, fake, None)[0]
     grad = 2 * (2 * D.a.detach() * (2 * real) + D.b.detach())
@@ -320,30 +310,13 @@ def test_r1_is_taken_through_the_augmentation_with_respect_to_the_clean_input():
 
 
 def test_the_augment_state_is_checkpointed_logged_and_a_resumed_run_ends_as_the_straight_one(tmp_path):
-    from gan_cli.cli.train import train
-    from gan_cli.runs.checkpoint import list_checkpoints, load_checkpoint
-    from gan_cli.training.loop import Interrupted, build_trainer
-
-    args = [*PIPE, *TINY, "steps=10", "ckpt_every=0"]
-    full, part = tmp_path / "full", tmp_path / "part"
-    train(compose_train(*args, tmp_path=full))
-    tr = build_trainer(compose_train(*args, tmp_path=part), part)
-
-    def progress(step, host):
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(Interrupted):
-        tr.run(progress)
-    mid = load_checkpoint(list_checkpoints(part)[-1])
+    a, mid, b = interrupted_and_resumed([*PIPE, *TINY, "steps=10", "ckpt_every=0"], tmp_path, at_step=5)
     assert mid["step"] == 5 and float(mid["augment"]["calls"]) == 15 and "generator" in mid["augment"]["_extra_state"]
-    train(compose_train(*args, f"resume={part}"), overrides=[f"resume={part}"])
-    a, b = (load_checkpoint(list_checkpoints(d)[-1]) for d in (full, part))
     assert torch.equal(a["augment"]["_extra_state"]["generator"], b["augment"]["_extra_state"]["generator"])
     for net in ("generator", "discriminator"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)
-    logged = [json.loads(line) for line in (full / "scalars.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in (tmp_path / "full" / "scalars.jsonl").read_text().splitlines()]
     assert [r["augment/calls"] for r in logged] == [12.0, 24.0, 30.0] and all(-1 <= r["augment/rt"] <= 1 for r in logged)
 
 

@@ -76,6 +76,14 @@ def test_digits_with_default_metrics_completes_and_keeps_its_weights(tmp_path, d
     assert np.isfinite(final["fid1.5k_clf"]) and 0 <= final["precision1.5k_k5_clf"] <= 1
 
 
+def test_no_sample_count_warning_when_nothing_is_evaluated(tmp_path):
+    """Before: metrics=none on digits still warned that metrics.num_samples=2500 exceeds its 1500 images."""
+    r = _cli(["data=digits", "metrics=none", "steps=2", "image_every=0", "progress=false", "device=cpu",
+              "net.channels=8", f"out_dir={tmp_path / 'run'}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "evaluating with" not in r.stderr and "warning" not in r.stderr
+
+
 def test_a_metric_that_cannot_run_is_skipped_and_the_run_completes(tmp_path):
     """Before: metrics=toy metrics.num_samples=3 stopped after training with no checkpoint."""
     r = _cli([*TINY, "metrics=toy", "metrics.num_samples=3", f"out_dir={tmp_path / 'run'}"], tmp_path)

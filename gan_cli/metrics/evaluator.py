@@ -83,7 +83,8 @@ class Evaluator:
         self.preprocess = self._preprocess_mode()
         self.k = int(metrics_cfg.k)
         self.metrics = self._select(list(getattr(metrics_cfg, "names", None) or []))
-        self.n = self._size(int(n or metrics_cfg.num_samples or DEFAULT_SAMPLES[self.info.kind]))
+        n = int(n or metrics_cfg.num_samples or DEFAULT_SAMPLES[self.info.kind])
+        self.n = self._size(n) if self.metrics else n  # nothing to evaluate (metrics=none): nothing to warn about
         self._real = None
         self._extractor = None
 

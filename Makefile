@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_image_gans.py
 
 ## bench-gpu: the speed path's one table of ratios (training step, Inception features, PRDC) vs the references;
 ## BENCH_ARGS=--quick for small sizes (runs on the CPU too); benchmarks/gpu_check.sh adds the GPU tests

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test,launchers,optuna]'
+	$(PY) -m pip install -q -e '.[test,launchers,optuna,mlflow,wandb]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_image_gans.py
+	$(PY) benchmarks/bench_trackers.py
 
 ## bench-gpu: the speed path's one table of ratios (training step, Inception features, PRDC) vs the references;
 ## BENCH_ARGS=--quick for small sizes (runs on the CPU too); benchmarks/gpu_check.sh adds the GPU tests

@@ -258,7 +258,7 @@ class EvalConfig:
     ref: Optional[str] = None
     save_stats: Optional[str] = None  # save_stats=<file.npz>: write folder='s Inception mu/sigma (pytorch-fid format)
     out: Optional[str] = None  # where metrics.json goes (default: beside the checkpoint / in the folder)
-    tensorboard: bool = True  # also log eval/* scalars to the run's TensorBoard
+    tensorboard: bool = True  # also log eval/* scalars to the run's trackers (logger=[...]: TensorBoard, MLflow ...)
     # sweep=<multirun folder>: summarise every job (gan_cli.cli.sweep) instead of scoring one checkpoint
     sweep: Optional[str] = None
     sort_by: Optional[str] = None  # a column of the summary; -<column> sorts descending

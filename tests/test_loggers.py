@@ -67,8 +67,16 @@ def test_loggers_compose_as_a_list_and_a_missing_one_is_one_line():
     fan = build_loggers(compose_train().logger)
     assert [type(lg) for lg in fan.loggers] == [TensorBoardLogger] and fan.loggers[0].subdir == "tb"
     assert build_loggers(compose_train("logger=[]").logger).loggers == []
+    from gan_cli.loggers.csv import CSVLogger
+    from gan_cli.loggers.mlflow import MLflowLogger
+    from gan_cli.loggers.wandb import WandbLogger
+
+    fan = build_loggers(compose_train("data=digits", "logger=[tensorboard,csv,mlflow,wandb]").logger)
+    assert [type(lg) for lg in fan.loggers] == [TensorBoardLogger, CSVLogger, MLflowLogger, WandbLogger]
+    assert fan.loggers[2].experiment == "digits" and fan.loggers[3].project == "digits"  # the data set's name
+    assert fan.loggers[3].mode == "offline" and fan.loggers[2].tracking_uri is None
     line = first_error(["logger=[tensorboard,nope]"])
-    assert line.startswith("logger=nope: there is no such logger option; choose one of: tensorboard")
+    assert line.startswith("logger=nope: there is no such logger option; choose one of: csv, mlflow, tensorboard, wandb")
 
 
 @pytest.mark.parametrize("group,value", [("experiment", "nope"), ("hparams_search", "nope"), ("augment", "nope"),

@@ -154,7 +154,7 @@ def evaluate(cfg: DictConfig) -> dict:
             _print_table(f"{title} [truncation {name}]" if name != "none" else f"{title} [no truncation]", vals)
     else:
         _print_table(title, results)
-    if cfg.ckpt and cfg.tensorboard and (out_dir / "tb").is_dir():  # the run's own trackers, at its step
+    if cfg.ckpt and cfg.tensorboard and out_dir == ckpt_path.parent.parent:  # the run's own trackers, at its step
         from gan_cli.build import build_loggers
 
         loggers = build_loggers(tcfg.get("logger"))

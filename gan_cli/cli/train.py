@@ -155,8 +155,7 @@ def _train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         except BaseException as e:
             _record(status, {"state": "failed", "step": trainer.step, "error": f"{type(e).__name__}: {e}"})
             raise
-        write_json(run_dir / "results.json", result)
-        write_json(status, {"state": "completed", "step": trainer.step})
+        write_json(status, {"state": "completed", "step": trainer.step})  # results.json: written by the run
     _summary(cfg, result)
     return result
 
@@ -253,7 +252,12 @@ def _summary(cfg, result: dict) -> None:
     con.print(t)
     con.print(f"run folder: {shell_path(result['run_dir'])}")
     con.print(f"checkpoint: {shell_path(result['checkpoint'])}")
-    con.print(f"TensorBoard: tensorboard --logdir {shell_path(Path(result['run_dir']) / 'tb')}")
+    from gan_cli.build import build_loggers
+
+    for lg in build_loggers(cfg.get("logger")).loggers:  # how to look at each tracker's record
+        line = lg.hint(Path(result["run_dir"]))
+        if line:
+            con.print(line)
 
 
 def _is_multirun() -> bool:

@@ -47,8 +47,73 @@ class Logger:
     def flush(self) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self, status: str = "completed") -> None:
+        """The run ends: ``completed``, ``interrupted`` (a signal; it can be resumed) or ``failed``."""
+
+    def hint(self, run_dir: Path) -> Optional[str]:
+        """One line for the end-of-run summary: how to look at what this tracker recorded of ``run_dir`` (a command
+        that can be pasted as printed), or None."""
+        return None
+
+
+# ----------------------------------------------------------------------------- what trackers share
+
+#: a tracker's record of its run inside the run folder (its run id, its store): a resumed run continues it
+STATE_DIR = "trackers"
+
+
+def read_state(run_dir: Path, name: str) -> dict:
+    from ..files import read_json
+
+    return read_json(Path(run_dir) / STATE_DIR / f"{name}.json") or {}
+
+
+def write_state(run_dir: Path, name: str, state: dict) -> None:
+    from ..files import write_json
+
+    (Path(run_dir) / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    write_json(Path(run_dir) / STATE_DIR / f"{name}.json", state)
+
+
+def launch_dir() -> Path:
+    """The folder gan-train / gan-eval was started in (Hydra's runtime.cwd; the current folder outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.cwd)
+    except Exception:  # not inside a Hydra job
+        return Path.cwd()
+
+
+def sweep_of(run_dir: Path) -> Optional[Path]:
+    """The multirun folder a job's run folder sits in (Hydra writes ``multirun.yaml`` there), or None."""
+    parent = Path(run_dir).resolve().parent
+    return parent if (parent / "multirun.yaml").is_file() else None
+
+
+def flat_params(config: dict, prefix: str = "") -> dict:
+    """A nested config as dotted keys (``model.opt_g.lr``); lists as their text."""
+    out = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_params(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def require(package: str, extra: str, logger: str):
+    """Import ``package`` for ``logger=[<logger>]``, or one line naming the extra to install."""
+    import importlib
+
+    from ..config import UserError
+
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise UserError(f"logger={logger} needs the {package} package: pip install 'gan_cli[{extra}]' "
+                        f"(or leave {logger} out of logger=[...]).") from None
 
 
 class Loggers(Logger):
@@ -95,8 +160,8 @@ class Loggers(Logger):
     def flush(self) -> None:
         self._each("flush")
 
-    def close(self) -> None:
-        self._each("close")
+    def close(self, status: str = "completed") -> None:
+        self._each("close", status)
 
     def __len__(self) -> int:
         return len(self.loggers)

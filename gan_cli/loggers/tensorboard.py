@@ -57,9 +57,15 @@ class TensorBoardLogger(Logger):
         if self.writer is not None:
             self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, status: str = "completed") -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+    def hint(self, run_dir: Path):
+        import shlex
+
+        return f"TensorBoard: tensorboard --logdir {shlex.quote(str(Path(run_dir) / self.subdir))}"
 
 
 def sort_last(log_dir: Path) -> None:

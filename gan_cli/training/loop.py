@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from gan_cli import seeds
 from gan_cli.build import RunParts, build_run, flat_hparams, pick_device, plain_config
 from gan_cli.config import OnNonFinite, UserError, validate
+from gan_cli.files import write_json
 from gan_cli.runs import checkpoint as ck
 from gan_cli.runs import records
 from gan_cli.runs.hints import resume_command
@@ -305,6 +306,7 @@ class Trainer:
             self.last_host = {k: v for k, v in (records.read(self.run_dir / records.SCALARS) or [{}])[-1].items()
                               if k not in ("step", "time")}
         metrics: dict = {}
+        ending = "failed"  # what the trackers are told when they close
         # wall and process CPU time of the training steps (CPU: all threads of this process; on a shared
         # machine the wall time depends on the load, the CPU time much less)
         t0, c0, s0 = time.perf_counter(), time.process_time(), self.step
@@ -328,6 +330,7 @@ class Trainer:
                         metrics = final_eval.run(self)
                 except Stop:
                     path = self._saved_now()
+                    ending = "interrupted"
                     name = signal.Signals(sig["signal"]).name
                     raise Interrupted(f"{name} received: stopped at step {self.step}, checkpoint {path}. "
                                       f"Continue with: {resume_command(self.run_dir)}", sig["signal"]) from None
@@ -346,9 +349,14 @@ class Trainer:
             }
             if main:
                 self._log_hparams(self.last_host, metrics)
+                write_json(self.run_dir / "results.json", result)  # before the trackers close: they keep a copy
+                for name in ("results.json", records.METRICS):
+                    if (self.run_dir / name).is_file():
+                        self.loggers.log_artifact(self.run_dir / name)
+            ending = "completed"
             return result
         finally:
-            self.loggers.close()
+            self.loggers.close(ending)
 
     def _log_hparams(self, final: dict, metrics: dict):
         values = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}

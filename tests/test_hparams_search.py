@@ -148,7 +148,8 @@ def study(tmp_path_factory):
                               f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=t",
                               "hydra.sweeper.sampler.seed=5", "model.opt_d.lr=choice(2e-4,1e8,-1)", "model=nsgan",
                               "model.n_critic=1", "model.opt_g.lr=2e-4", *TINY, "optimized_metric=w1_200",
-                              "hydra.sweep.dir=sw"], root)
+                              "hydra.sweep.dir=sw", "logger=[tensorboard,mlflow]",
+                              f"logger.mlflow.tracking_uri=sqlite:///{root / 'mlflow.db'}"], root)
     return root, r, optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
 
 
@@ -178,6 +179,15 @@ def test_a_study_carries_on_past_diverged_and_failed_trials(study):
 
     best = yaml.safe_load((root / "sw" / "optimization_results.yaml").read_text())
     assert best["best_value"] == st.best_value and best["best_params"] == st.best_params
+    # MLflow: one run per trial that started training, all tagged with the study's sweep folder
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ring8").experiment_id])
+    started = [t for t in st.trials if lrs[t.number] != -1]
+    assert len(runs) == len(started) and {x.data.tags["gan_cli.sweep"] for x in runs} == {str((root / "sw").resolve())}
+    assert sorted(x.info.status for x in runs) == sorted("FAILED" if lrs[t.number] == 1e8 else "FINISHED"
+                                                         for t in started)
 
 
 @pytest.mark.slow

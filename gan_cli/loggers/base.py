@@ -86,9 +86,20 @@ def launch_dir() -> Path:
 
 
 def sweep_of(run_dir: Path) -> Optional[Path]:
-    """The multirun folder a job's run folder sits in (Hydra writes ``multirun.yaml`` there), or None."""
-    parent = Path(run_dir).resolve().parent
-    return parent if (parent / "multirun.yaml").is_file() else None
+    """The sweep folder of a job of a multirun or an Optuna study (Hydra's ``hydra.sweep.dir``), or None for a
+    single run.  Outside a Hydra job (a resumed job is a single run): the folder above when it holds Hydra's
+    ``multirun.yaml``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return (Path(hc.runtime.cwd) / hc.sweep.dir).resolve()
+        return None
+    except Exception:  # not inside a Hydra job
+        parent = Path(run_dir).resolve().parent
+        return parent if (parent / "multirun.yaml").is_file() else None
 
 
 def flat_params(config: dict, prefix: str = "") -> dict:

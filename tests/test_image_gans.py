@@ -29,6 +29,9 @@ def test_sngan_presets_are_the_papers_recipes():
     assert (cfg.model.name, cfg.net.name, cfg.data.name, cfg.steps, cfg.model.n_critic) == ("nsgan", "dcgan", "cifar10",
                                                                                            100_000, 1)
     assert _opt(cfg, "opt_g") == {**adam, "beta1": 0.5, "beta2": 0.999}
+    cfg = compose_train("experiment=fashion_mnist_best")
+    assert (cfg.data.name, cfg.net.name, cfg.net.channels, cfg.model.name, cfg.ema.beta) == ("fashion_mnist", "dcgan",
+                                                                                           32, "nsgan", 0.999)
 
 
 @pytest.mark.parametrize("aug", ["diffaugment", "ada"])

@@ -134,6 +134,15 @@ def test_a_multirun_gives_one_mlflow_run_per_job_tagged_with_its_sweep(tmp_path)
     runs = client.search_runs([client.get_run(state["run_id"]).info.experiment_id])
     assert len(runs) == 2 and {x.data.tags["gan_cli.sweep"] for x in runs} == {str(jobs[0].parent.resolve())}
     assert {x.data.params["model.name"] for x in runs} == {"gan", "nsgan"}
+    # gan-eval sweep=: the sweep's own record in the same store, one more run tagged with the sweep
+    sweep = jobs[0].parent
+    r = run_cli("gan-eval", [f"sweep={sweep}"], tmp_path / "elsewhere")
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = client.search_runs([client.get_run(state["run_id"]).info.experiment_id])
+    summary = [x for x in runs if x.data.tags["gan_cli.run_dir"] == str(sweep.resolve())]
+    assert len(runs) == 3 and len(summary) == 1 and summary[0].data.tags["gan_cli.sweep"] == str(sweep.resolve())
+    assert {"sweep_summary.csv", "sweep_summary.json"} <= {a.path for a in client.list_artifacts(summary[0].info.run_id)}
+    assert f"MLflow: mlflow ui --backend-store-uri {state['tracking_uri']}" in r.stdout
 
 
 def test_a_locked_mlflow_store_during_the_run_is_one_warning_and_the_run_completes(tmp_path, capfd):

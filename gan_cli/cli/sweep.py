@@ -214,10 +214,8 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
         print(f"gan_cli: warning: {mixed}", file=sys.stderr)
 
     logger = None
-    if tensorboard:  # the sweep's own record beside its jobs' (<sweep>/tb_summary)
-        from gan_cli.loggers.tensorboard import TensorBoardLogger
-
-        logger = TensorBoardLogger(TB_DIR)
+    if tensorboard:  # the sweep's own record beside its jobs', in their trackers (TensorBoard: <sweep>/tb_summary)
+        logger = sweep_loggers(jobs, folder)
         logger.start(folder)
     try:
         if logger is not None:
@@ -232,6 +230,10 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
             viz.figure_to_png(fig, png)
             files.append(png)
         report = run_report(jobs, folder, logger, cfg, quiet=quiet)
+        if logger is not None:
+            for f in files:
+                if Path(f).is_file():
+                    logger.log_artifact(Path(f))
     finally:
         if logger is not None:
             logger.close()
@@ -240,10 +242,36 @@ def summarize(folder: str | Path, sort_by: Optional[str] = None, plot_x: Optiona
     if not quiet:
         for f in files:
             print(f"wrote {f}")
-        if logger is not None:
-            print(f"TensorBoard: tensorboard --logdir {folder / TB_DIR}")
+        for lg in logger.loggers if logger is not None else []:
+            line = lg.hint(folder)
+            if line:
+                print(line)
     return {"rows": rows, "columns": columns, "files": [str(f) for f in files], "report": report,
             "plot": {"x": x, "y": y}, "study": study}
+
+
+def sweep_loggers(jobs, folder: Path):
+    """The trackers of the sweep's jobs (their ``logger=[...]``; TensorBoard's in ``<sweep>/tb_summary``), for the
+    sweep's own record: its table, plot, report and summary files.  An MLflow or W&B summary run is tagged /
+    grouped with the sweep's jobs."""
+    from gan_cli.build import build_loggers
+    from gan_cli.loggers.tensorboard import TensorBoardLogger
+
+    from omegaconf import OmegaConf
+
+    from gan_cli.loggers.base import read_state
+
+    job = next((j for j in jobs if j.config and j.config.get("logger")), None)
+    spec = (OmegaConf.to_container(OmegaConf.create(job.config).logger, resolve=True) if job is not None else
+            {"tensorboard": {"_target_": "gan_cli.loggers.tensorboard.TensorBoardLogger"}})
+    loggers = build_loggers(spec)
+    for lg in loggers.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.subdir = TB_DIR
+        lg.sweep_dir = folder  # a summary run is part of its sweep (MLflow tag, W&B group)
+        if getattr(lg, "tracking_uri", "") is None and job is not None and job.dir is not None:
+            lg.tracking_uri = read_state(job.dir, lg.name).get("tracking_uri")  # the store the jobs wrote to
+    return loggers
 
 
 def _print_study(study: dict, best) -> None:

@@ -18,6 +18,8 @@ class Logger:
     """A tracker.  Every method is a no-op here; a subclass implements what its tracker records."""
 
     name: str = ""
+    #: set for a sweep's own record (gan-eval sweep=): the sweep folder, in place of the one a job finds itself in
+    sweep_dir: Optional[Path] = None
 
     def start(self, run_dir: Path, step: int = 0, resume: bool = False) -> None:
         """Open for ``run_dir``; ``step`` > 0 with ``resume``: a resumed run continues at ``step`` (what was logged

@@ -5,8 +5,9 @@
   ``mlflow ui --backend-store-uri sqlite:///<that file>``.  Any MLflow URI works (``http://host:5000``,
   ``databricks``, ``file:///...``).
 * **Experiment**: ``logger.mlflow.experiment``, by default the data set's name; the run is named after its folder.
-* **Content**: params, the resolved config as dotted keys (``steps``, ``model.name``, ``model.opt_g.lr`` ...) and
-  ``config.yaml`` as an artifact; metrics, every scalar at its step; artifacts, the sample grids
+* **Content** (scalars written every 5 s, at each checkpoint and at the end): params, the resolved config as
+  dotted keys (``steps``, ``model.name``, ``model.opt_g.lr`` ...) and ``config.yaml`` as an artifact; metrics,
+  every scalar at its step; artifacts, the sample grids
   (``images/samples_<step>.png``), figures, text tables, ``results.json`` and ``metrics.jsonl``; tags:
   ``gan_cli.run_dir`` (the run folder) and, for a job of a multirun or an Optuna study, ``gan_cli.sweep`` (the
   sweep folder) -- a sweep's runs are grouped by that tag (filter ``tags.gan_cli.sweep = '...'``), not by a
@@ -38,6 +39,9 @@ DEFAULT_STORE = "outputs/mlflow.db"
 #: MLflow's limits: 100 params and 1000 metrics a batch, param values of 6000 characters
 _PARAMS_PER_BATCH, _METRICS_PER_BATCH, _PARAM_CHARS = 100, 1000, 6000
 _STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
+#: the scalars are written at most this often (and at every checkpoint and at the end): one SQLite transaction
+#: (an fsync) per write, instead of one per log step
+WRITE_EVERY_S = 5.0
 
 
 def store_uri(tracking_uri: Optional[str]) -> str:
@@ -74,6 +78,8 @@ class MLflowLogger(Logger):
         self.run_dir: Optional[Path] = None
         self.logged_upto = -1  # a resumed run: steps at or below this are in the store already
         self.owns = False  # this process started or resumed the run (and sets its status at the end)
+        self.pending: list = []  # scalars not yet written: a write every WRITE_EVERY_S seconds, not every log step
+        self.written = time.monotonic()
 
     def start(self, run_dir: Path, step: int = 0, resume: bool = False) -> None:
         require("mlflow", "mlflow", "mlflow")
@@ -99,7 +105,7 @@ class MLflowLogger(Logger):
             found = self.client.get_experiment_by_name(name)
             exp_id = found.experiment_id if found is not None else self.client.create_experiment(name)
             tags = {"gan_cli.run_dir": str(self.run_dir.resolve())}
-            sweep = sweep_of(self.run_dir)
+            sweep = self.sweep_dir or sweep_of(self.run_dir)
             if sweep is not None:
                 tags["gan_cli.sweep"] = str(sweep)
             run = self.client.create_run(exp_id, tags=tags, run_name=str(self.run_name or self.run_dir.name))
@@ -128,9 +134,19 @@ class MLflowLogger(Logger):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, int(step)) for k, v in values.items()]
-        for i in range(0, len(metrics), _METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[i:i + _METRICS_PER_BATCH], synchronous=True)
+        self.pending += [Metric(k, float(v), now, int(step)) for k, v in values.items()]
+        if time.monotonic() - self.written >= WRITE_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the scalars held since the last write, in batches (one transaction each).  The loop flushes
+        before every checkpoint, so the store holds every step up to the newest checkpoint, as a resume expects."""
+        if self.client is None:
+            return
+        pending, self.pending = self.pending, []
+        for i in range(0, len(pending), _METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=pending[i:i + _METRICS_PER_BATCH], synchronous=True)
+        self.written = time.monotonic()
 
     def log_config(self, config: dict) -> None:
         from mlflow.entities import Param
@@ -162,8 +178,10 @@ class MLflowLogger(Logger):
         self.client.log_artifact(self.run_id, str(path))
 
     def close(self, status: str = "completed") -> None:
-        if self.client is not None and self.run_id is not None and self.owns:
-            self.client.set_terminated(self.run_id, _STATUS.get(status, "FINISHED"))
+        if self.client is not None and self.run_id is not None:
+            self.flush()
+            if self.owns:
+                self.client.set_terminated(self.run_id, _STATUS.get(status, "FINISHED"))
         self.client = None
 
 

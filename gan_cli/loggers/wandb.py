@@ -51,7 +51,7 @@ class WandbLogger(Logger):
         self.run_dir = Path(run_dir)
         self.state = read_state(self.run_dir, self.name)
         run_id = self.state.get("id") or uuid.uuid4().hex[:8]
-        sweep = sweep_of(self.run_dir)
+        sweep = self.sweep_dir or sweep_of(self.run_dir)
         group = self.group or (f"{sweep.parent.name}/{sweep.name}" if sweep is not None else None)
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_machine_info=True)
         try:

@@ -86,6 +86,7 @@ def test_mlflow_records_params_metrics_artifacts_and_the_run_folder(tmp_path):
     assert {"config.yaml", "results.json", "metrics.jsonl", "figures"} <= files
     figs = [a.path for a in client.list_artifacts(state["run_id"], "figures")]
     assert figs == ["figures/samples_00000010.png", "figures/samples_00000020.png"]
+    assert (tmp_path / "outputs" / "mlruns" / "ring8").is_dir() and not (tmp_path / "mlruns").exists()  # beside the store
     assert f"MLflow: mlflow ui --backend-store-uri {state['tracking_uri']}" in r.stdout
     # gan-eval on the run adds its values to the same MLflow run and leaves its status alone
     r = run_cli("gan-eval", [f"ckpt={run}", "metrics=toy", "metrics.num_samples=100", "seed=1"], tmp_path)

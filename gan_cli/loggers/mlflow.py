@@ -3,7 +3,7 @@
 * **Store**: ``logger.mlflow.tracking_uri``, by default a local SQLite file ``outputs/mlflow.db`` under the folder
   gan-train was started in -- no server; one store for single runs and sweeps alike.  See the runs with
   ``mlflow ui --backend-store-uri sqlite:///<that file>``.  Any MLflow URI works (``http://host:5000``,
-  ``databricks``, ``file:///...``).
+  ``databricks``, ``file:///...``); a SQLite store keeps its artifacts in ``mlruns/<experiment>`` beside its file.
 * **Experiment**: ``logger.mlflow.experiment``, by default the data set's name; the run is named after its folder.
 * **Content** (scalars written every 5 s, at each checkpoint and at the end): params, the resolved config as
   dotted keys (``steps``, ``model.name``, ``model.opt_g.lr`` ...) and ``config.yaml`` as an artifact; metrics,
@@ -67,6 +67,16 @@ def store_uri(tracking_uri: Optional[str]) -> str:
     return uri
 
 
+def artifact_root(uri: str, experiment: str) -> Optional[str]:
+    """Where a new experiment of a SQLite store keeps its artifacts: ``mlruns/<experiment>`` beside the store's
+    file (MLflow's own default is ``./mlruns`` under whatever folder the process runs in); None (the server's
+    choice) for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
+    return (Path(uri[len("sqlite:///"):]).parent / "mlruns" / safe).resolve().as_uri()
+
+
 class MLflowLogger(Logger):
     name = "mlflow"
 
@@ -103,7 +113,8 @@ class MLflowLogger(Logger):
                 return
             name = str(self.experiment or "gan_cli")
             found = self.client.get_experiment_by_name(name)
-            exp_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+            exp_id = found.experiment_id if found is not None else self.client.create_experiment(
+                name, artifact_location=artifact_root(uri, name))
             tags = {"gan_cli.run_dir": str(self.run_dir.resolve())}
             sweep = self.sweep_dir or sweep_of(self.run_dir)
             if sweep is not None:

@@ -104,6 +104,18 @@ def sweep_of(run_dir: Path) -> Optional[Path]:
         return parent if (parent / "multirun.yaml").is_file() else None
 
 
+def figure_png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes, rendered once however many trackers ask for it (kept on the figure)."""
+    png = getattr(figure, "_gan_cli_png", None)
+    if png is None:
+        import io
+
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", dpi=100)
+        png = figure._gan_cli_png = buf.getvalue()
+    return png
+
+
 def flat_params(config: dict, prefix: str = "") -> dict:
     """A nested config as dotted keys (``model.opt_g.lr``); lists as their text."""
     out = {}

@@ -25,7 +25,6 @@ line, and the other trackers go on (:class:`gan_cli.loggers.Loggers`).
 """
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import LoggerConfig, UserError, component_schema
-from .base import Logger, flat_params, launch_dir, read_state, require, sweep_of, write_state
+from .base import Logger, figure_png, flat_params, launch_dir, read_state, require, sweep_of, write_state
 
 DEFAULT_STORE = "outputs/mlflow.db"
 #: MLflow's limits: 100 params and 1000 metrics a batch, param values of 6000 characters
@@ -175,11 +174,9 @@ class MLflowLogger(Logger):
         self.client.log_image(self.run_id, arr, f"images/{_file(tag)}_{int(step):08d}.png")
 
     def log_figure(self, tag: str, figure, step: int) -> None:
-        buf = io.BytesIO()
-        figure.savefig(buf, format="png", dpi=100)
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / f"{_file(tag)}_{int(step):08d}.png"
-            path.write_bytes(buf.getvalue())
+            path.write_bytes(figure_png(figure))
             self.client.log_artifact(self.run_id, str(path), "figures")
 
     def log_text(self, tag: str, text: str, step: int = 0) -> None:

@@ -9,9 +9,9 @@
 * **Content**, as the other trackers: the resolved config (nested, shown as dotted keys), every scalar at its
   step, the sample grids and figures as images, text tables and ``results.json`` / ``metrics.jsonl`` as run
   files.
-* **Resume**: the run id is kept in ``<run folder>/trackers/wandb.json`` with the last step logged; a resumed run
-  continues the same run id (``resume="allow"``) and logs from the step after that one, so no step is logged
-  twice.  The run's exit code at the end: 0 completed, 1 failed or interrupted.
+* **Resume**: the run id is kept in ``<run folder>/trackers/wandb.json``; a resumed run continues the same run id
+  (``resume="allow"``) and logs from the step after the last one its earlier processes' run files hold (read
+  back from them, so a killed process's last steps count too): no step is logged twice.  The run's exit code at the end: 0 completed, 1 failed or interrupted.
 
 A W&B that cannot start (package missing, online without a login, a bad mode) stops the run before training in
 one line; a failure during the run never stops training (:class:`gan_cli.loggers.Loggers`).
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import LoggerConfig, UserError, component_schema
-from .base import Logger, read_state, require, sweep_of, write_state
+from .base import Logger, figure_png, read_state, require, sweep_of, write_state
 
 MODES = ("offline", "online", "disabled")
 
@@ -63,10 +63,9 @@ class WandbLogger(Logger):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise UserError(f"logger=wandb cannot start ({type(e).__name__}: {first}); run `wandb login`, use "
                             f"logger.wandb.mode=offline, or leave wandb out of logger=[...].") from None
-        if resume or self.state.get("id"):
-            self.logged_upto = int(self.state.get("last_step", -1)) if resume else -1
-        self.state = {"id": run_id, "project": self.run.project, "mode": self.mode,
-                      "last_step": int(self.state.get("last_step", -1)), "dirs": self.state.get("dirs", [])}
+        if resume:  # what the earlier processes of this run wrote, read from their run files
+            self.logged_upto = last_step(self.state.get("dirs", []))
+        self.state = {"id": run_id, "project": self.run.project, "mode": self.mode, "dirs": self.state.get("dirs", [])}
         here = str(Path(self.run.dir).parent.resolve())  # the offline-run-* folder of this process
         if here not in self.state["dirs"]:
             self.state["dirs"].append(here)
@@ -76,9 +75,6 @@ class WandbLogger(Logger):
         if step <= self.logged_upto:
             return  # logged by the process this run resumes
         self.run.log({k: float(v) for k, v in values.items()}, step=int(step))
-        if step > self.state["last_step"]:
-            self.state["last_step"] = int(step)
-            write_state(self.run_dir, self.name, self.state)  # a killed process's last step, for its resume
 
     def log_config(self, config: dict) -> None:
         self.run.config.update(config, allow_val_change=True)
@@ -97,10 +93,7 @@ class WandbLogger(Logger):
 
         if step <= self.logged_upto:
             return
-        buf = io.BytesIO()
-        figure.savefig(buf, format="png", dpi=100)
-        buf.seek(0)
-        self.run.log({tag: wandb.Image(Image.open(buf).convert("RGB"))}, step=int(step))
+        self.run.log({tag: wandb.Image(Image.open(io.BytesIO(figure_png(figure))).convert("RGB"))}, step=int(step))
 
     def log_text(self, tag: str, text: str, step: int = 0) -> None:
         path = Path(self.run.dir) / "text" / f"{tag.replace('/', '_')}_{int(step):08d}.md"
@@ -124,6 +117,54 @@ class WandbLogger(Logger):
         if state.get("mode") == "offline":
             return "W&B (offline): wandb sync " + " ".join(shlex.quote(d) for d in state["dirs"])
         return f"W&B: project {state.get('project')}, run {state.get('id')}"
+
+
+# ----------------------------------------------------------------------------- W&B's run files, read back
+
+
+def read_records(path: Path) -> list:
+    """The records of a W&B run file (``run-<id>.wandb``) as wandb's protobuf ``Record`` messages.  The file is a
+    7-byte header (``:W&B``, magic 0xBEE1, version 0) and LevelDB-log blocks of 32 KiB, each record a 7-byte header
+    (CRC-32C, length, type FULL / FIRST / MIDDLE / LAST) and its bytes; a record cut short by a killed process
+    ends the list."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B" or struct.unpack("<HB", data[4:7]) != (0xBEE1, 0):
+        raise ValueError(f"{path} is not a W&B run file")
+    out, pos, partial = [], 7, b""
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            pos += left
+            continue
+        if pos + 7 + length > len(data):
+            break
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        partial = chunk if kind in (1, 2) else partial + chunk
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(partial)
+            out.append(rec)
+    return out
+
+
+def last_step(dirs) -> int:
+    """The last step of the history records in the run files of ``dirs`` (offline-run-* folders), or -1."""
+    last = -1
+    for d in dirs:
+        for f in Path(d).glob("run-*.wandb"):
+            for rec in read_records(f):
+                if rec.WhichOneof("record_type") == "history":
+                    steps = [i.value_json for i in rec.history.item if i.key == "_step"]
+                    last = max(last, int(steps[0]) if steps else int(rec.history.step.num))
+    return last
 
 
 @component_schema("logger", "wandb")

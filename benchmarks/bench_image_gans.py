@@ -15,8 +15,10 @@ batch 64:
 * **DiffAugment, ours vs the authors'**: ``augment=diffaugment``'s pipe against mit-han-lab's
   ``DiffAugment_pytorch.py`` (vendored in benchmarks/third_party) on the same batch, forward and backward,
   policy ``color,translation,cutout``.  Goal: within 1.1x of its time.
-* **DiffAugment's share of a ResNet step**: the sngan step with ``augment=diffaugment`` against without, as the
-  fraction of the step it adds.  Goal: at most 15 % at 32 px.
+* **DiffAugment's share of a ResNet step**: a step of experiment=sngan calls the pipe 11 times (real and fake in
+  each of the 5 D steps, the fakes in G's step): 11 x its time over the step's time; and, measured directly, the
+  sngan step with ``augment=diffaugment`` against without (noisier: two loop measurements).  Goal: at most 15 %
+  at 32 px.
 
 On the CPU the default widths are cut (``--g-channels 64 --d-channels 64``) so the run takes about a minute;
 on CUDA the defaults are SNGAN's (256 / 128).
@@ -132,7 +134,10 @@ def main(argv=None) -> str:
     ap.add_argument("--steps", type=int, default=None, help="timed training steps per row (default 5 CPU, 100 CUDA)")
     ap.add_argument("--g-channels", type=int, default=None)
     ap.add_argument("--d-channels", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1 on a shared machine)")
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = a.device
     cuda = torch.device(device).type == "cuda"
     gch, dch = a.g_channels or (256 if cuda else 64), a.d_channels or (128 if cuda else 64)
@@ -166,8 +171,10 @@ def main(argv=None) -> str:
         ("ResNet / DCGAN (same loop, hinge, 5 D steps, SN)", f"{ours:.3f} / {dcgan:.3f} steps/s", ours / dcgan, "(cost)"),
         ("DiffAugment: authors' time / ours (fwd + bwd, one batch)", f"{t_theirs * 1e3:.2f} / {t_ours * 1e3:.2f} ms",
          t_theirs / t_ours, ">= 0.91x (within 1.1x)"),
-        ("DiffAugment's share of a ResNet step", f"{with_da:.3f} vs {ours:.3f} steps/s", ours / with_da - 1.0,
-         "<= 0.15"),
+        ("DiffAugment's share of a ResNet step: 11 calls / step", f"11 x {t_ours * 1e3:.2f} ms / {1e3 / ours:.0f} ms",
+         11 * t_ours * ours, "<= 0.15"),
+        ("  the same, as steps/s without / with augment=diffaugment", f"{ours:.3f} / {with_da:.3f} steps/s",
+         ours / with_da - 1.0, "<= 0.15"),
     ]
     out.append(f"| {'row':58s} | {'measured':32s} | ratio | goal |")
     out.append(f"|{'-' * 60}|{'-' * 34}|------:|------|")

@@ -15,8 +15,8 @@ FID_clf, KID_clf, precision / recall / density / coverage (``metrics=images``). 
 (one core each).
 
 Results go to ``<out>/results.jsonl`` one line per finished run, as soon as it finishes, and the table to
-``<out>/table.md``; rerunning skips finished runs and resumes killed ones (``resume=``), so a stopped session loses
-at most the runs in flight.
+``<out>/table.md``; rerunning skips finished runs and starts killed ones over, so a stopped session loses at most
+the runs in flight.
 """
 from __future__ import annotations
 
@@ -145,8 +145,8 @@ def run_job(out: Path, row: str, seed: int, budget: float, calib_steps: int, num
                 "eval_every=0", f"image_every={steps}", "ckpt_every=1000", "keep_ckpts=1", "log_every=100"]
         log = out / row / f"seed{seed}.log"
         if (run / "checkpoints").is_dir() and not (run / "results.json").exists():
-            _train([f"resume={run}"], log)  # a killed run continues (its results then count the CPU since the resume)
-        elif not (run / "results.json").exists():
+            shutil.rmtree(run)  # a killed run starts over: a resumed one would count only the CPU since the resume
+        if not (run / "results.json").exists():
             run.parent.mkdir(parents=True, exist_ok=True)
             _train([*args, f"out_dir={run}"], log)
         res = json.loads((run / "results.json").read_text())

@@ -254,12 +254,11 @@ def sweep_loggers(jobs, folder: Path):
     """The trackers of the sweep's jobs (their ``logger=[...]``; TensorBoard's in ``<sweep>/tb_summary``), for the
     sweep's own record: its table, plot, report and summary files.  An MLflow or W&B summary run is tagged /
     grouped with the sweep's jobs."""
-    from gan_cli.build import build_loggers
-    from gan_cli.loggers.tensorboard import TensorBoardLogger
-
     from omegaconf import OmegaConf
 
+    from gan_cli.build import build_loggers
     from gan_cli.loggers.base import read_state
+    from gan_cli.loggers.tensorboard import TensorBoardLogger
 
     job = next((j for j in jobs if j.config and j.config.get("logger")), None)
     spec = (OmegaConf.to_container(OmegaConf.create(job.config).logger, resolve=True) if job is not None else

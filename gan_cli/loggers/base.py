@@ -104,6 +104,11 @@ def sweep_of(run_dir: Path) -> Optional[Path]:
         return parent if (parent / "multirun.yaml").is_file() else None
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's first line (its type's name when it has no text), cut at ``limit`` characters."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 def figure_png(figure) -> bytes:
     """A matplotlib figure as PNG bytes, rendered once however many trackers ask for it (kept on the figure)."""
     png = getattr(figure, "_gan_cli_png", None)
@@ -157,7 +162,7 @@ class Loggers(Logger):
                 getattr(lg, method)(*args)
             except Exception as e:  # never stop training for a tracker
                 self.loggers.remove(lg)
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                first = first_line(e, 200)
                 print(f"gan_cli: warning: logger {lg.name or type(lg).__name__} failed ({type(e).__name__}: {first}); "
                       f"it is off for the rest of this run, the other trackers go on.", file=sys.stderr)
 

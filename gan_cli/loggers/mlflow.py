@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import LoggerConfig, UserError, component_schema
-from .base import Logger, figure_png, flat_params, launch_dir, read_state, require, sweep_of, write_state
+from .base import Logger, figure_png, first_line, flat_params, launch_dir, read_state, require, sweep_of, write_state
 
 DEFAULT_STORE = "outputs/mlflow.db"
 #: MLflow's limits: 100 params and 1000 metrics a batch, param values of 6000 characters
@@ -122,8 +122,7 @@ class MLflowLogger(Logger):
         except UserError:
             raise
         except Exception as e:  # the store cannot be opened: before training, one line
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise UserError(f"logger=mlflow cannot open the store {uri} ({type(e).__name__}: {first}); fix "
+            raise UserError(f"logger=mlflow cannot open the store {uri} ({type(e).__name__}: {first_line(e)}); fix "
                             f"logger.mlflow.tracking_uri or leave mlflow out of logger=[...].") from None
         self.run_id, self.owns = run.info.run_id, True
         write_state(self.run_dir, self.name, {"tracking_uri": uri, "run_id": self.run_id,

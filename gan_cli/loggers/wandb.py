@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import LoggerConfig, UserError, component_schema
-from .base import Logger, figure_png, read_state, require, sweep_of, write_state
+from .base import Logger, figure_png, first_line, read_state, require, sweep_of, write_state
 
 MODES = ("offline", "online", "disabled")
 
@@ -60,8 +60,7 @@ class WandbLogger(Logger):
                                   mode=self.mode, name=self.run_dir.name, group=group, tags=self.tags or None,
                                   settings=settings, reinit="finish_previous")
         except Exception as e:  # online without a login, a bad entity ...: before training, one line
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise UserError(f"logger=wandb cannot start ({type(e).__name__}: {first}); run `wandb login`, use "
+            raise UserError(f"logger=wandb cannot start ({type(e).__name__}: {first_line(e)}); run `wandb login`, use "
                             f"logger.wandb.mode=offline, or leave wandb out of logger=[...].") from None
         if resume:  # what the earlier processes of this run wrote, read from their run files
             self.logged_upto = last_step(self.state.get("dirs", []))

@@ -145,6 +145,15 @@ def build_augment(augment_cfg: Any, info, device: Any = "cpu"):
     return pipe.to(device)
 
 
+def build_cond(cond_cfg: Any, info, labels=None):
+    """The :class:`gan_cli.cond.Conditioning` of ``cond=``, bound to the data (its class count; ``labels``: the
+    training labels, for ``cond.sample=data``), or None for ``cond=none``.  Unlabelled data is one line."""
+    node = _plain(cond_cfg) if cond_cfg is not None else {}
+    if not node.get("_target_"):
+        return None
+    return instantiate_component(node, "cond", _key="cond").bind(info, labels)
+
+
 def build_loggers(logger_cfg: Any):
     """The trackers of ``logger=[...]`` as one :class:`gan_cli.loggers.Loggers` (not started)."""
     from gan_cli.loggers import Loggers
@@ -180,15 +189,24 @@ def net_label(cfg: Any) -> str:
     return resolved_name(str(cfg.data.default_net))
 
 
-def build_nets(cfg: Any, info, device: Any = "cpu"):
-    """``(G, D)`` of ``net=`` for data ``info``; ``G.latent_dim`` is set."""
+def build_nets(cfg: Any, info, device: Any = "cpu", cond=None):
+    """``(G, D)`` of ``net=`` for data ``info``, made class-conditional by ``cond`` (a bound
+    :class:`gan_cli.cond.Conditioning`, or None); ``G.latent_dim`` and ``G.n_classes`` (0: unconditional) are set."""
     z = latent_dim(cfg)
     if z < 1:
         raise UserError(f"net.latent_dim={z} must be >= 1.")
     extra = {"info": info, "latent_dim": z, "d_norm": str(cfg.model.d_norm), "default_net": str(cfg.data.default_net)}
-    G, D = instantiate_component(cfg.net, "net", **extra)
-    G.latent_dim = z
     m = int(_plain(cfg.model).get("pack") or 1)
+    if cond is not None:
+        if m > 1:
+            raise UserError(f"model.pack={m} with cond={cond.name}: PacGAN's D judges tuples of samples of mixed "
+                            f"classes; use model.pack=1 with a conditional GAN (or cond=none).")
+        G, D = cond.build_nets(lambda **change: instantiate_component(cfg.net, "net", **{**extra, **change}), info, z,
+                               net_label(cfg))
+        G.latent_dim, G.n_classes = z, cond.n_classes
+        return G.to(device), D.to(device)
+    G, D = instantiate_component(cfg.net, "net", **extra)
+    G.latent_dim, G.n_classes = z, 0
     if m > 1:  # PacGAN: D built for m samples concatenated (the path into D packs them: gan_cli.training.step)
         for key, n in (("data.batch_size", int(cfg.data.batch_size)), ("estimate_batch", int(cfg.get("estimate_batch", m)))):
             if n % m:
@@ -202,10 +220,11 @@ def build_nets(cfg: Any, info, device: Any = "cpu"):
     return G.to(device), D.to(device)
 
 
-def build_evaluator(metrics_cfg: Any, data_cfg: Any, source, device, n=None):
+def build_evaluator(metrics_cfg: Any, data_cfg: Any, source, device, n=None, n_classes: int = 0):
     from gan_cli.metrics.evaluator import Evaluator
 
-    return Evaluator(metrics_cfg, data_cfg, source, device, n, test_split=lambda: build_data(data_cfg, "cpu", "test"))
+    return Evaluator(metrics_cfg, data_cfg, source, device, n, test_split=lambda: build_data(data_cfg, "cpu", "test"),
+                     n_classes=n_classes)
 
 
 @dataclass
@@ -221,6 +240,7 @@ class RunParts:
     objective: Any
     regularizers: dict  # name -> Regularizer
     augment: Any  # an AugmentPipe, or None
+    cond: Any  # a bound Conditioning, or None (unconditional)
     evaluator: Any
     loggers: Any  # a Loggers fan-out (not started)
 
@@ -233,13 +253,15 @@ def build_run(cfg: Any, device: Any, rank: int = 0, world: int = 1) -> RunParts:
     data = build_data(cfg.data, device)
     if world > 1:  # several processes: rank r draws from images r, r + N, ... (toy data: nothing to split)
         data = data.shard(rank, world)
-    G, D = build_nets(cfg, data.info, device)
+    cond = build_cond(cfg.get("cond"), data.info, getattr(data, "labels", None))
+    G, D = build_nets(cfg, data.info, device, cond)
     objective = build_objective(cfg.model)
-    return RunParts(device=device, data=data, G=G, D=D, latent_dim=latent_dim(cfg),
+    return RunParts(device=device, data=data, G=G, D=D, latent_dim=latent_dim(cfg), cond=cond,
                     pack=int(_plain(cfg.model).get("pack") or 1), objective=objective,
                     regularizers=build_regularizers(cfg.get("reg"), objective),
                     augment=build_augment(cfg.get("augment"), data.info, device),
-                    evaluator=build_evaluator(cfg.metrics, cfg.data, data, device),
+                    evaluator=build_evaluator(cfg.metrics, cfg.data, data, device,
+                                              n_classes=cond.n_classes if cond is not None else 0),
                     loggers=build_loggers(cfg.get("logger")))
 
 
@@ -286,6 +308,7 @@ def flat_hparams(cfg, preprocess: Optional[str] = None, regularizers: Optional[d
         "r1_gamma": float(regs.get("r1_gamma", 0.0)),
         "r1_points": str(regs.get("r1_points", "-")),
         "augment": str((c.get("augment") or {}).get("name") or "none"),
+        "cond": str((c.get("cond") or {}).get("name") or "none"),
         "ema_beta": float((c.get("ema") or {}).get("beta") or 0.0),
         "latent_dim": latent_dim(cfg),
         "preprocess": str(preprocess or "-"),
@@ -312,13 +335,14 @@ def load_config(plain: dict) -> DictConfig:
 def load_generator(ckpt_path: Path, device, state: dict | None = None):
     """(G, train config, data source, latent size, step) rebuilt from a checkpoint's own config; G has the
     EMA weights (``generator_ema``, ``ema.beta > 0``) when the checkpoint holds them, and
-    ``G.weights_source = "ema" | "trained"`` says which."""
+    ``G.weights_source = "ema" | "trained"`` says which; ``G.n_classes`` > 0 for a class-conditional G."""
     from gan_cli.runs import checkpoint as ck
 
     state = state if state is not None else ck.load_checkpoint(ckpt_path)
     cfg = load_config(state["config"])
     data = build_data(cfg.data, device)
-    G, _ = build_nets(cfg, data.info, device)
+    cond = build_cond(cfg.get("cond"), data.info)
+    G, _ = build_nets(cfg, data.info, device, cond)  # G.n_classes > 0: class-conditional, G(z, c) needs c
     key = "generator_ema" if state.get("generator_ema") is not None else "generator"
     try:
         G.load_state_dict(state[key])

@@ -94,6 +94,9 @@ class DataConfig:
     batch_size: int = 64
     latent_dim: int = 2  # the default latent size for this data
     default_net: str = "gan_cli.nets.mlp.build"  # the net builder net=auto uses
+    # where the class labels come from: "data" (the data set's own: classes, mixture components), or "none"
+    # (unlabelled; an image folder: none | folders); read before the data loads (cond= needs labels)
+    labels: str = "data"
 
 
 @dataclass
@@ -110,6 +113,15 @@ class AugmentConfig:
 
     _target_: Optional[str] = None
     name: str = MISSING
+
+
+@dataclass
+class CondConfig:
+    """``cond=``: class conditioning (gan_cli.cond); ``_target_: null`` (``cond=none``): unconditional."""
+
+    _target_: Optional[str] = None
+    name: str = MISSING
+    sample: str = "uniform"  # the classes G is asked for in training: uniform | data (the labels' frequencies)
 
 
 @dataclass
@@ -200,6 +212,7 @@ class TrainConfig:
     data: Any = MISSING
     reg: Any = field(default_factory=dict)  # name -> a RegConfig: the regularisers, reg=[r1,instance_noise]
     augment: Any = field(default_factory=lambda: {"_target_": None, "name": "none"})  # an AugmentConfig
+    cond: Any = field(default_factory=lambda: {"_target_": None, "name": "none", "sample": "uniform"})  # a CondConfig
     logger: Any = field(default_factory=dict)  # name -> a LoggerConfig: the trackers, logger=[tensorboard]
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -242,6 +255,10 @@ class ExportConfig:
     dir: Optional[str] = None  # export=<dir>: write the generator's samples there as PNG files
     n: int = 50000
     split: str = "train"  # data=<name> export=<dir> without ckpt=: that split of the real data set
+    # a class-conditional generator: only this class (export.class=K); null: every class equally often, with
+    # labels.csv (file,class) beside the PNG files
+    # (written export.class=K on gan-eval's command line: "class" cannot name a field)
+    cls: Optional[int] = None
 
 
 @dataclass
@@ -268,7 +285,7 @@ class EvalConfig:
 
 #: group -> its base schema (stored as /schema/<group>/base)
 GROUP_BASES = {"model": ObjectiveConfig, "net": NetConfig, "data": DataConfig, "reg": RegConfig, "augment": AugmentConfig,
-               "logger": LoggerConfig}
+               "cond": CondConfig, "logger": LoggerConfig}
 
 
 def component_schema(group: str, name: str):
@@ -326,10 +343,12 @@ _RANGES = [
     ("net.fourier_from", lambda v: 0 <= v <= 1, "must be in [0, 1] (a fraction of the run)"),
     ("net.fourier_to", lambda v: 0 <= v <= 1, "must be in [0, 1] (a fraction of the run)"),
     ("net.sigma0", lambda v: v > 0, "must be > 0"),
+    ("cond.embed_dim", lambda v: v >= 0, "must be >= 0 (0: n_classes)"),
+    ("cond.weight", lambda v: v >= 0, "must be >= 0"),
     ("data.batch_size", lambda v: v >= 1, "must be >= 1"),
     ("data.std", lambda v: v > 0, "must be > 0"),
     ("data.n_modes", lambda v: v >= 1, "must be >= 1"),
-    ("data.image_size", lambda v: v >= 8, "must be >= 8"),
+    ("data.image_size", lambda v: v is None or v >= 8, "must be >= 8 (data=stacked: or null, the base's size)"),
     ("data.limit", lambda v: v >= 0, "must be >= 0 (0: all images)"),
     ("metrics.num_samples", lambda v: v == 0 or v >= 2, "must be >= 2 (or 0 for the data's default)"),
     ("metrics.k", lambda v: v >= 1, "must be >= 1"),
@@ -433,7 +452,7 @@ def validate(cfg: Any) -> None:
 # ----------------------------------------------------------------------------- registration
 
 #: packages whose modules define component schemas (every module is imported, none is listed)
-COMPONENT_PACKAGES = ("gan_cli.objectives", "gan_cli.nets", "gan_cli.data", "gan_cli.regularizers", "gan_cli.augment",
+COMPONENT_PACKAGES = ("gan_cli.objectives", "gan_cli.nets", "gan_cli.data", "gan_cli.regularizers", "gan_cli.augment", "gan_cli.cond",
                       "gan_cli.loggers")
 _registered = False
 

@@ -81,7 +81,7 @@ def test_the_cycle_finder_finds_a_cycle():
 #: imports included); on the training / lab floor neither imports the other
 LAYERS = {
     0: ("", "config", "seeds", "files"),
-    1: ("objectives", "nets", "data", "metrics", "regularizers", "augment", "loggers", "viz", "truncation"),
+    1: ("objectives", "nets", "data", "metrics", "regularizers", "augment", "cond", "loggers", "viz", "truncation"),
     2: ("build", "runs"),
     3: ("training", "lab"),
     4: ("cli",),
@@ -315,9 +315,12 @@ def test_every_feature_metric_runs_on_features_and_has_a_direction(name):
     from gan_cli.metrics.registry import MetricContext, direction, get_metric
 
     rng = np.random.default_rng(0)
-    feats = lambda n: {"pool": rng.normal(size=(n, 8)), "logits": rng.normal(size=(n, 10))}  # noqa: E731
+    feats = lambda n: {"pool": rng.normal(size=(n, 8)), "logits": rng.normal(size=(n, 10)),  # noqa: E731
+                       "mode": rng.integers(0, 1000, size=(n, 1)).astype(np.float32)}  # the stacked suite's
     info = type("I", (), {"kind": "image", "name": "x"})()
-    out = get_metric(name, "features").fn(feats(1200), feats(1200), MetricContext(1200, "1.2k", info, 5, "clf"))
+    labels = lambda n: rng.integers(0, 10, size=n)  # noqa: E731  (the conditional metrics read the classes)
+    ctx = MetricContext(1200, "1.2k", info, 5, "clf", fake_labels=labels(1200), real_labels=labels(1200), n_classes=10)
+    out = get_metric(name, "features").fn(feats(1200), feats(1200), ctx)
     assert out and all(np.isfinite(v) for v in out.values())
     assert all(direction(k) in ("min", "max") for k in out)
 

@@ -34,9 +34,9 @@ def test_every_component_yaml_has_a_schema_and_an_importable_target(group, name)
 
 
 def _data_overrides(name, tmp_path):
-    if name == "mnist":
+    if name in ("mnist", "stacked"):  # stacked: three MNIST images as R, G, B (the default base)
         write_mnist_raw(tmp_path / "data" / "MNIST" / "raw", fake_mnist(64, 16))
-        return [f"data.root={tmp_path / 'data'}", "data.download=false"]
+        return [f"data.root={tmp_path / 'data'}", "data.download=false", *(["data.n=256"] if name == "stacked" else [])]
     if name == "image_folder":
         from PIL import Image
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.runs import checkpoint as ck
 
-from gan_cli.files import probe_writable, write_json
+from gan_cli.files import atomic_write_text, probe_writable, write_json
 from gan_cli.cli.precheck import check_argv
 from gan_cli.config import UserError, register_configs
 from gan_cli.runs.hints import shell_path
@@ -95,6 +95,8 @@ def evaluate(cfg: DictConfig) -> dict:
         ckpt_path, state = _load_checkpoint(cfg.ckpt)
         G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
         return export_samples(G, latent, device, data.info, cfg)
+    if cfg.export.cls is not None:
+        raise UserError("export.class=K picks the class of exported samples: add export=<dir> ckpt=<run>.")
     if cfg.ckpt:
         ckpt_path, state = _load_checkpoint(cfg.ckpt)
         G, tcfg, data, latent, step = load_generator(ckpt_path, device, state)
@@ -111,7 +113,9 @@ def evaluate(cfg: DictConfig) -> dict:
         out_dir = Path(cfg.out or cfg.folder).expanduser()
         source = {"folder": str(cfg.folder), "data": str(data_cfg.name)}
     _check_writable(out_dir)  # before any metric is computed
-    evaluator = build_evaluator(metrics_cfg, data_cfg, data, device)
+    from gan_cli.metrics.evaluator import class_count
+
+    evaluator = build_evaluator(metrics_cfg, data_cfg, data, device, n_classes=0 if cfg.folder else class_count(G))
     if not evaluator.active:
         raise UserError(f"no metric applies to {data.info.name} here: choose metrics=toy|images|inception.")
 
@@ -270,8 +274,10 @@ def evaluate_folders(cfg: DictConfig, device) -> dict:
 def export_samples(G, latent: int, device, info, cfg) -> dict:
     """``export=<dir> export.n=N``: N samples as numbered 8-bit PNG files (the data's size and channels),
     for scoring with torch-fidelity, clean-fid or pytorch-fid.  Latents from the eval stream of
-    ``seed``, truncated when ``truncation.kind`` is set."""
-    from gan_cli.metrics.evaluator import generator_sampler
+    ``seed``, truncated when ``truncation.kind`` is set.  A class-conditional G: the samples of class
+    ``export.class`` only, or every class equally often (sample i of class i mod K); either way ``labels.csv``
+    (file,class) is written beside the PNG files."""
+    from gan_cli.metrics.evaluator import class_count, generator_sampler
 
     if info.kind != "image":
         raise UserError(f"export= writes images, but data={info.name} is {info.kind} data; evaluate it with metrics=toy.")
@@ -279,18 +285,33 @@ def export_samples(G, latent: int, device, info, cfg) -> dict:
     if n < 1:
         raise UserError(f"export.n={n} must be >= 1.")
     out = Path(cfg.export.dir).expanduser()
-    _new_folder(out)
     kind = str(cfg.truncation.kind)
     if kind == "both":
         raise UserError("export= takes one truncation kind: truncation.kind=none|resample|interpolate.")
-    sample = generator_sampler(G, latent, device, int(cfg.seed), kind, float(cfg.truncation.psi))
+    cls = cfg.export.cls
+    sample = generator_sampler(G, latent, device, int(cfg.seed), kind, float(cfg.truncation.psi), cls)  # checks cls
+    _new_folder(out)
 
     def u8_batch(k):  # [-1, 1] -> 0..255
         return ((sample(k).detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
     mode = _write_pngs(out, u8_batch, n, int(info.shape[0]))
-    print(f"wrote {n} PNG files ({info.shape[-1]}x{info.shape[-2]}, {mode}) to {shell_path(out)}")
-    return {"export": str(out), "n": n, "truncation": kind, "psi": float(cfg.truncation.psi), "seed": int(cfg.seed)}
+    report = {"export": str(out), "n": n, "truncation": kind, "psi": float(cfg.truncation.psi), "seed": int(cfg.seed)}
+    what = ""
+    if class_count(G):
+        labels = sample.labels(n)
+        names = png_names(n)
+        atomic_write_text(out / "labels.csv", "file,class\n" + "".join(f"{f},{c}\n" for f, c in zip(names, labels)))
+        report.update({"class": None if cls is None else int(cls), "labels": str(out / "labels.csv")})
+        what = f" of class {cls}" if cls is not None else f", {class_count(G)} classes equally often, labels.csv"
+    print(f"wrote {n} PNG files ({info.shape[-1]}x{info.shape[-2]}, {mode}){what} to {shell_path(out)}")
+    return report
+
+
+def png_names(n: int) -> list:
+    """The file names :func:`_write_pngs` gives ``n`` images: ``000000.png`` ... (at least six digits)."""
+    width = max(6, len(str(n - 1)))
+    return [f"{i:0{width}d}.png" for i in range(n)]
 
 
 def _new_folder(out: Path) -> None:
@@ -305,13 +326,13 @@ def _write_pngs(out: Path, u8_batch, n: int, channels: int) -> str:
     from PIL import Image
 
     mode = {1: "L", 3: "RGB"}[channels]
-    width = max(6, len(str(n - 1)))
+    names = png_names(n)
     done = 0
     while done < n:
         k = min(500, n - done)
         u8 = u8_batch(k).permute(0, 2, 3, 1).numpy()
         for i in range(k):
-            Image.fromarray(u8[i, :, :, 0] if mode == "L" else u8[i], mode).save(out / f"{done + i:0{width}d}.png")
+            Image.fromarray(u8[i, :, :, 0] if mode == "L" else u8[i], mode).save(out / names[done + i])
         done += k
     return mode
 
@@ -357,6 +378,17 @@ def _check_writable(out_dir: Path) -> None:
         raise UserError(f"cannot write results into {out_dir} ({err.strerror or err}): pass out=<a writable folder>.")
 
 
+def eval_argv(argv: list) -> list:
+    """gan-eval's short spellings: ``export=<dir>`` for ``export.dir=<dir>`` (export.n sets the count) and
+    ``export.class=K`` for ``export.cls=K`` (a config field cannot be named ``class``)."""
+    short = {"export=": "export.dir=", "export.class=": "export.cls="}
+    out = []
+    for a in argv:
+        prefix = next((p for p in short if a.startswith(p)), None)
+        out.append(short[prefix] + a[len(prefix):] if prefix else a)
+    return out
+
+
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
@@ -368,8 +400,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     torch.set_grad_enabled(True)
-    # `export=<dir>` is the short form of `export.dir=<dir>` (export.n sets the count)
-    sys.argv = [("export.dir=" + a[len("export="):]) if a.startswith("export=") else a for a in sys.argv]
+    sys.argv = eval_argv(sys.argv)
     try:
         check_argv(sys.argv[1:])  # a missing option (data=nope): one line, before anything is written
     except UserError as e:

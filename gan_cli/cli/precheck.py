@@ -4,6 +4,9 @@
   ``augment=nope``, in a sweep ``model=gan,nope`` too) names the group and its choices.  Hydra's own message
   spans lines, and an ``optional`` default would have ignored it silently.
 * A key that moved (``model.r1_gamma=10``) names its new spelling (:data:`gan_cli.config.MOVED`).
+* A class-conditional GAN (``cond=...``, on the command line or from an ``experiment=`` preset) on data without
+  labels (``data.labels=none``: an image folder read without its sub-folders as classes); one run only: a sweep
+  records each job's failure in its own folder.
 
 The options are looked up where Hydra looks: the package's ``conf/`` and every ``hydra.searchpath`` entry
 given on the command line (a plugin's own models and regularisers).
@@ -51,6 +54,32 @@ def check_argv(argv: Iterable[str]) -> None:
                 continue
             if not repo.config_exists(f"{group}/{value}.yaml"):
                 raise UserError(missing_option(group, str(value), repo.get_group_options(group)))
+    if any(o.key_or_group in ("cond", "experiment") for o in overrides) and not any(
+            o.is_sweep_override() or o.key_or_group in ("resume", "hydra.searchpath") for o in overrides):
+        _check_labels(args)
+
+
+def _check_labels(args: list) -> None:
+    """cond= on unlabelled data: composed here (only when cond= or a preset is given) so the line comes before
+    Hydra writes the run folder."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gan_cli.config import register_configs
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():  # in-process callers (tests) may hold Hydra already
+        return
+    try:
+        with initialize_config_module("gan_cli.conf", version_base="1.3"):
+            cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])
+    except Exception:  # any composition problem: Hydra reports it in its own words when it runs
+        return
+    cond, data = cfg.get("cond") or {}, cfg.data
+    if cond.get("_target_") and str(data.get("labels", "data")) == "none":
+        from gan_cli.cond.base import needs_labels
+
+        raise UserError(needs_labels(str(cond.get("name")), str(data.get("name"))))
 
 
 def missing_option(group: str, value: str, options: list) -> str:

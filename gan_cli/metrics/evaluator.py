@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 #: suite -> (inputs, feature extractor tag)
 SUITES = {"toy": ("points", None), "images": ("features", "clf"), "inception": ("features", "inception"),
-          "none": (None, None)}
+          "stacked": ("features", "stacked"), "none": (None, None)}
+#: suites whose features only their own metrics read (a metric names them in register_metric(suites=...))
+EXCLUSIVE = ("stacked",)
 
 
 def _warn(msg: str) -> None:
@@ -43,6 +45,12 @@ def resolve_suite(metrics_cfg, info, source=None) -> str:
     if suite not in SUITES and suite != "auto":
         raise UserError(f"metrics.suite={suite} is unknown: use auto, {', '.join(SUITES)}.")
     labelled = source is not None and getattr(source, "labels", None) is not None
+    stacked = source is not None and getattr(source, "stack_base", None) is not None
+    if suite == "stacked" and source is not None and not stacked:
+        raise UserError(f"metrics=stacked counts the modes of data=stacked (three images of a base set as R, G, B), "
+                        f"not of data={info.name}; use metrics=auto.")
+    if suite == "auto" and stacked:
+        return "stacked"
     if suite != "auto":
         if suite == "toy" and info.kind == "image":
             raise UserError("metrics=toy needs toy data (ring8, grid25, mog1d, lines); use metrics=images or "
@@ -71,11 +79,13 @@ class Evaluator:
     """Scores generated samples against the real data of ``source`` (a DataSource)."""
 
     def __init__(self, metrics_cfg, data_cfg, source, device, n: Optional[int] = None,
-                 test_split: Optional[Callable[[], object]] = None):
+                 test_split: Optional[Callable[[], object]] = None, n_classes: int = 0):
         """``test_split()`` gives the data set's test split as a source (images, labels): the domain
-        classifier measures its accuracy there when it is first trained."""
+        classifier measures its accuracy there when it is first trained.  ``n_classes`` > 0: the generator is
+        class-conditional (its samplers say the class of each sample), and the conditional metrics run too."""
         import_plugins(getattr(metrics_cfg, "imports", None))
         self.test_split = test_split
+        self.n_classes = int(n_classes or 0)
         self.cfg, self.data_cfg, self.source, self.device = metrics_cfg, data_cfg, source, torch.device(device)
         self.info = source.info
         self.suite = resolve_suite(metrics_cfg, self.info, source)
@@ -86,6 +96,7 @@ class Evaluator:
         n = int(n or metrics_cfg.num_samples or DEFAULT_SAMPLES[self.info.kind])
         self.n = self._size(n) if self.metrics else n  # nothing to evaluate (metrics=none): nothing to warn about
         self._real = None
+        self._real_labels = None
         self._extractor = None
 
     # -- set-up ---------------------------------------------------------------
@@ -112,10 +123,21 @@ class Evaluator:
                 if self.info.kind not in m.kinds:
                     raise UserError(f"metrics.names: {m.name} applies to {', '.join(m.kinds)} data, not "
                                     f"{self.info.name} ({self.info.kind}); drop it from metrics.names.")
+                if not self._suits(m):
+                    raise UserError(f"metrics.names: {m.name} reads the features of metrics={'/'.join(m.suites or ())}"
+                                    f"{'' if m.suites else 'images or inception'}, not of metrics={self.suite}; drop it.")
+                if m.conditional and not self.n_classes:
+                    raise UserError(f"metrics.names: {m.name} scores a class-conditional generator (cond=concat|"
+                                    f"projection|acgan), and this one is unconditional; drop it from metrics.names.")
             return chosen
         optional = {"critic_w": bool(getattr(self.cfg, "critic_w", False))}
         return [m for m in metrics(self.inputs)
-                if self.info.kind in m.kinds and (m.default or optional.get(m.name, False))]
+                if self.info.kind in m.kinds and (m.default or optional.get(m.name, False))
+                and (self.n_classes or not m.conditional) and self._suits(m)
+                and not (m.conditional and m.name == "class_acc" and self.features != "clf")]
+
+    def _suits(self, m) -> bool:
+        return self.suite in m.suites if m.suites is not None else self.suite not in EXCLUSIVE
 
     def _size(self, n: int) -> int:
         available = len(self.source) if hasattr(self.source, "__len__") else None
@@ -139,6 +161,14 @@ class Evaluator:
                 from gan_cli.metrics.inception import get_inception
 
                 self._extractor = get_inception(self.cfg.inception_weights, self.device, preprocess=self.preprocess)
+            elif self.suite == "stacked":  # the base set's classifier labels each channel
+                from gan_cli.metrics.classifier import get_classifier
+                from gan_cli.metrics.stacked import StackedExtractor
+
+                base = self.source.stack_base
+                (tr, trl), (te, tel) = base.load(True), base.load(False)
+                self._extractor = StackedExtractor(get_classifier(base.name, tr, trl, te, tel, self.cfg.cache_dir,
+                                                                  self.device))
             else:
                 from gan_cli.metrics.classifier import get_classifier
 
@@ -158,6 +188,18 @@ class Evaluator:
                 self._real = self._real_features()
         return self._real
 
+    def _real_subset(self) -> torch.Tensor:
+        """The indices of the real samples scored (``metrics.real_seed``'s draw; the same for every run)."""
+        gen = seeds.generator(int(self.cfg.real_seed), "real_subset")
+        return torch.randperm(len(self.source), generator=gen)[:self.n]
+
+    def real_labels(self):
+        """The labels of the real samples scored (int64 numpy), or None when the data has none."""
+        labels = getattr(self.source, "labels", None)
+        if self._real_labels is None and labels is not None and self.inputs == "features":
+            self._real_labels = labels.cpu()[self._real_subset()].numpy()
+        return self._real_labels
+
     def _real_features(self) -> dict:
         from gan_cli.metrics.cache import StatsCache, real_stats_key
         from gan_cli.metrics.features import extract_features, tensor_sampler
@@ -166,12 +208,11 @@ class Evaluator:
         key = real_stats_key(self.data_cfg, ext.cache_id, "pool+logits", n, seed)
 
         def compute():
-            gen = seeds.generator(seed, "real_subset")
+            perm = self._real_subset()
             if hasattr(self.source, "real_sampler"):  # a streamed data set: read through its DataLoader workers
-                sample_fn = self.source.real_sampler(torch.randperm(len(self.source), generator=gen)[:n])
+                sample_fn = self.source.real_sampler(perm)
             else:
                 images = self.source.images
-                perm = torch.randperm(images.shape[0], generator=gen)[:n]
                 sample_fn = tensor_sampler(images[perm.to(images.device)])
             return extract_features(ext, sample_fn, n, self.cfg.feature_batch, self.device)
 
@@ -197,17 +238,26 @@ class Evaluator:
         if not self.metrics:
             return {}
         n = min(int(n or self.n), self.n)
-        return self.score(self.real(), self.fake(sample_fn, n), n)
+        labels = sample_fn.labels(n) if callable(getattr(sample_fn, "labels", None)) else None
+        return self.score(self.real(), self.fake(sample_fn, n), n, fake_labels=labels)
 
-    def score(self, real, fake, n: int, allow_singular: bool = False) -> dict:
+    def score(self, real, fake, n: int, allow_singular: bool = False, fake_labels=None) -> dict:
         """Every selected metric on given real and generated inputs (``n`` generated samples); real features
         may be statistics only (``{"mu", "sigma"}``) for FID and IS (gan-eval ref=<stats.npz>).
-        ``allow_singular``: FID of fewer samples than feature dimensions too (gan-eval ref=, as the tools)."""
+        ``allow_singular``: FID of fewer samples than feature dimensions too (gan-eval ref=, as the tools).
+        ``fake_labels``: the class each generated sample was asked for (a conditional generator)."""
+        conditional = self.n_classes and fake_labels is not None
         ctx = MetricContext(n=n, tag=count_tag(n), info=self.info, k=self.k, features=self.features, options=self.cfg,
-                            allow_singular=allow_singular, device=self.device)
+                            allow_singular=allow_singular, device=self.device,
+                            fake_labels=fake_labels if conditional else None,
+                            real_labels=self.real_labels() if conditional else None,
+                            n_classes=self.n_classes, extractor=self._extractor)
         out: dict[str, float] = {}
         for m in self.metrics:
             need = max(m.min_samples, self.k + 1 if m.name == "prdc" else 2)
+            if m.conditional and ctx.fake_labels is None:
+                _warn(f"metric {m.name} skipped: the classes of the generated samples are not known.")
+                continue
             if n < need:
                 _warn(f"metric {m.name} skipped: it needs at least {need} samples, metrics.num_samples gives {n}.")
                 continue
@@ -228,16 +278,42 @@ def eval_latents(latent_dim: int, device, seed: int, kind: str = "none", psi: fl
     return lambda k: truncated_noise(k, latent_dim, kind, psi, gen, device)
 
 
-def generator_sampler(G, latent_dim: int, device, seed: int, kind: str = "none", psi: float = 1.0):
-    """``sample_fn(k)`` drawing G(z) in eval mode with latents from :func:`eval_latents`."""
+def class_count(G) -> int:
+    """How many classes a generator is conditioned on (0: unconditional); ``G.n_classes`` set by the build."""
+    return int(getattr(G, "n_classes", 0) or getattr(getattr(G, "module", None), "n_classes", 0) or 0)
+
+
+def eval_classes(start: int, k: int, n_classes: int, cls: Optional[int] = None) -> torch.Tensor:
+    """The classes of evaluation samples ``start .. start + k - 1`` of a conditional generator: sample i is asked
+    for class ``i mod n_classes`` (every class equally often, in any chunking, on any number of ranks), or all
+    for ``cls``."""
+    if cls is not None:
+        return torch.full((k,), int(cls), dtype=torch.long)
+    return torch.arange(start, start + k) % int(n_classes)
+
+
+def generator_sampler(G, latent_dim: int, device, seed: int, kind: str = "none", psi: float = 1.0,
+                      cls: Optional[int] = None):
+    """``sample_fn(k)`` drawing G(z) in eval mode with latents from :func:`eval_latents`; a class-conditional G
+    (:func:`class_count`) is asked for the classes of :func:`eval_classes` (only ``cls`` when given), which
+    ``sample_fn.labels(n)`` gives for the first ``n`` samples."""
     draw = eval_latents(latent_dim, device, seed, kind, psi)
+    n_classes = class_count(G)
+    if cls is not None and not 0 <= int(cls) < max(n_classes, 1):
+        raise UserError(f"class {cls}: the generator has {n_classes} classes (0 .. {n_classes - 1})." if n_classes else
+                        f"class {cls}: this generator is unconditional (trained with cond=none); drop the class.")
+    pos = [0]
 
     def sample(k: int) -> torch.Tensor:
         was = G.training
         G.eval()
+        c = eval_classes(pos[0], k, n_classes, cls).to(device) if n_classes else None
         with torch.no_grad():
-            x = G(draw(k), None)
+            x = G(draw(k), c)
         G.train(was)
+        pos[0] += k
         return x
 
+    if n_classes:
+        sample.labels = lambda n: eval_classes(0, n, n_classes, cls).numpy()
     return sample

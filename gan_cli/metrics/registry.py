@@ -43,6 +43,12 @@ class MetricContext:
     # FID of n <= d samples (singular covariances), as the folder-vs-folder tools compute it (gan-eval ref=)
     allow_singular: bool = False
     device: Any = None  # where feature math may run (the run's device; None: the CPU), e.g. PRDC's k-NN tiles
+    # a class-conditional generator's evaluation: the classes asked for, one per generated sample, and the real
+    # samples' labels, int64 numpy arrays (None for an unconditional one); n_classes: their count
+    fake_labels: Any = None
+    real_labels: Any = None
+    n_classes: int = 0
+    extractor: Any = None  # the feature extractor (e.g. the domain classifier's held-out accuracy)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class Metric:
     min_samples: int = 2  # fewer samples than this: skipped with one line
     doc: str = ""
     order: int = 50  # position in the default list and in tables
+    conditional: bool = False  # needs the classes of the generated samples: run for class-conditional generators
+    suites: Optional[tuple] = None  # the suites whose features it reads (None: every suite but the exclusive ones)
 
 
 _METRICS: dict[tuple[str, str], Metric] = {}  # (name, inputs) -> metric: one name may serve both inputs
@@ -63,14 +71,17 @@ _builtins_loaded = False
 
 
 def register_metric(name: str, *, inputs: str, kinds=ALL_KINDS, default: bool = True,
-                    directions: Optional[dict] = None, min_samples: int = 2, order: int = 50):
-    """Decorator: register ``fn(real, fake, ctx) -> dict`` as metric ``name``."""
+                    directions: Optional[dict] = None, min_samples: int = 2, order: int = 50, conditional: bool = False,
+                    suites: Optional[tuple] = None):
+    """Decorator: register ``fn(real, fake, ctx) -> dict`` as metric ``name``; ``conditional``: it reads the classes
+    of the generated samples (``ctx.fake_labels``), and runs by default for class-conditional generators only."""
     if inputs not in ("points", "features"):
         raise ValueError(f"register_metric({name!r}): inputs must be 'points' or 'features', not {inputs!r}")
 
     def deco(fn):
         _METRICS[(name, inputs)] = Metric(name, fn, inputs, tuple(kinds), default, dict(directions or {}), int(min_samples),
-                                (fn.__doc__ or "").strip().split("\n")[0], int(order))
+                                (fn.__doc__ or "").strip().split("\n")[0], int(order), bool(conditional),
+                                tuple(suites) if suites is not None else None)
         return fn
 
     return deco

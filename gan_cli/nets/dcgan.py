@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..config import NetConfig, UserError, component_schema
+import gan_cli.nets.cbn as cbn
 from .spectral import check_norm, spectral_normalise
 
 #: image size -> (base map size, number of doubling blocks)
@@ -53,34 +54,42 @@ def _norm(kind: str, ch: int) -> nn.Module:
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """DCGAN initialisation: conv / linear weights ~ N(0, 0.02), batch-norm scale ~ N(1, 0.02), biases 0."""
+    """DCGAN initialisation: conv / linear weights ~ N(0, 0.02), batch-norm scale ~ N(1, 0.02) (each class's in a
+    conditional batch norm), biases 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, cbn.ConditionalBatchNorm2d):  # every class's scale as DCGAN's batch-norm scale
+            nn.init.normal_(m.gamma.weight, 1.0, 0.02)
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, latent_dim: int, shape: Tuple[int, ...], channels: int = 64):
+    """``n_classes`` > 0: class-conditional batch norm (:mod:`.cbn`, ``cond=projection``)."""
+
+    def __init__(self, latent_dim: int, shape: Tuple[int, ...], channels: int = 64, n_classes: int = 0):
         super().__init__()
         self.latent_dim = latent_dim
         self.shape = tuple(shape)
         base, n_up = dcgan_plan(self.shape)
         ch = channels * 2 ** (n_up - 1)
-        layers = [nn.ConvTranspose2d(latent_dim, ch, base, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        k = int(n_classes)
+        layers = [nn.ConvTranspose2d(latent_dim, ch, base, 1, 0, bias=False), cbn.norm2d(ch, k), nn.ReLU(True)]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), cbn.norm2d(ch // 2, k), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, self.shape[0], 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.conditional = bool(k)
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+        z = z.view(z.shape[0], self.latent_dim, 1, 1)
+        return cbn.run(self.net, z, c) if self.conditional else self.net(z)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -97,15 +106,27 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         layers.append(nn.Conv2d(ch, 1, base, 1, 0, bias=True))
         self.net = nn.Sequential(*layers)
+        self.trunk_dim = ch * base * base  # the flattened last map: what a projection / class head reads
+        self._map = (ch, base, base)
         dcgan_init(self)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, trunk_dim)``: the last map before the output layer, flattened."""
+        return self.net[:-1](x).flatten(1)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The output layer on :meth:`trunk` (a ``base x base`` conv of the map: a linear map of it), ``(N,)``."""
+        return self.net[-1](h.view(h.shape[0], *self._map)).view(h.shape[0])
 
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(x).view(x.shape[0])
 
 
-def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64, spectral_norm: bool = False):
+def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64, spectral_norm: bool = False,
+          n_classes: int = 0):
     """``net=dcgan``: (G, D) for square image data of a size in :data:`SIZES`; ``spectral_norm``: D's convs
-    spectrally normalised (:mod:`.spectral`; needs ``d_norm=none``)."""
+    spectrally normalised (:mod:`.spectral`; needs ``d_norm=none``); ``n_classes``: G's batch norms
+    class-conditional (``cond=projection``)."""
     shape = tuple(int(s) for s in info.shape)
     if info.kind != "image" or len(shape) != 3:
         raise UserError(f"net=dcgan needs image data, but data={info.name} is {info.kind} with shape {shape}: "
@@ -114,7 +135,8 @@ def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64, spec
     if spectral_norm:
         check_norm(d_norm, "DCGAN-style")
     D = DCGANDiscriminator(shape, int(channels), d_norm)
-    return DCGANGenerator(latent_dim, shape, int(channels)), spectral_normalise(D) if spectral_norm else D
+    return (DCGANGenerator(latent_dim, shape, int(channels), int(n_classes)),
+            spectral_normalise(D) if spectral_norm else D)
 
 
 @component_schema("net", "dcgan")

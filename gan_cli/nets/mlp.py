@@ -112,9 +112,21 @@ class MLPDiscriminator(nn.Module):
         self.features = FourierFeatures(d, **fourier) if fourier else nn.Identity()
         width = d + 2 * int(fourier["features"]) if fourier else d
         self.net = mlp(width, hidden, depth, 1, lambda: nn.LeakyReLU(0.2))
+        self.trunk_dim = int(hidden)
+        self.flat_input = True  # reads its input flattened (gan_cli.cond joins a label embedding to it)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, hidden)``: the last hidden layer's activations (what a projection / class head reads)."""
+        return self.net[:-1](self.features_in(x))
+
+    def features_in(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x.reshape(x.shape[0], -1))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net[-1](h).squeeze(1)
 
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.net(self.features(x.reshape(x.shape[0], -1))).squeeze(1)
+        return self.net(self.features_in(x)).squeeze(1)
 
 
 def build(info, latent_dim: int, d_norm: str = "none", hidden: int = 128, depth: int = 3, spectral_norm: bool = False,

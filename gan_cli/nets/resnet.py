@@ -17,7 +17,9 @@ Sizes 28, 32, 48, 64 and 128 px, 1 or 3 channels (any count: a packed D reads m 
 ``tests/test_nets.py`` counts them); at the other sizes the same blocks and uniform widths, where Mimicry
 changes widths per size.  Initialisation as Mimicry: Xavier-uniform, gain sqrt(2) on the blocks' 3x3 convs,
 1 on shortcuts, the first linear and the last layers.  The upsampling is nearest-neighbour, as the chainer
-original (Mimicry uses bilinear).  Both nets accept the labels ``c`` and ignore them.
+original (Mimicry uses bilinear).  Unconditional unless built with ``n_classes`` (G's batch norms
+class-conditional); D exposes :meth:`~ResNetDiscriminator.trunk` and :meth:`~ResNetDiscriminator.head` for the
+projection and class heads of :mod:`gan_cli.cond`.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import NetConfig, UserError, component_schema
+import gan_cli.nets.cbn as cbn
 from .spectral import spectral_normalise
 
 #: image size -> G's first map size; G doubles it to the image size
@@ -58,16 +61,16 @@ def _xavier(m: nn.Module, gain: float) -> nn.Module:
 
 
 class GBlock(nn.Module):
-    def __init__(self, ch_in: int, ch_out: int):
+    def __init__(self, ch_in: int, ch_out: int, n_classes: int = 0):
         super().__init__()
-        self.b1, self.b2 = nn.BatchNorm2d(ch_in), nn.BatchNorm2d(ch_out)
+        self.b1, self.b2 = cbn.norm2d(ch_in, n_classes), cbn.norm2d(ch_out, n_classes)
         self.c1 = _xavier(nn.Conv2d(ch_in, ch_out, 3, 1, 1), math.sqrt(2.0))
         self.c2 = _xavier(nn.Conv2d(ch_out, ch_out, 3, 1, 1), math.sqrt(2.0))
         self.c_sc = _xavier(nn.Conv2d(ch_in, ch_out, 1, 1, 0), 1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.b1(x)), scale_factor=2, mode="nearest")
-        h = self.c2(F.relu(self.b2(self.c1(h))))
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h = F.interpolate(F.relu(cbn.apply(self.b1, x, c)), scale_factor=2, mode="nearest")
+        h = self.c2(F.relu(cbn.apply(self.b2, self.c1(h), c)))
         return h + self.c_sc(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
@@ -93,19 +96,23 @@ class DBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    def __init__(self, latent_dim: int, shape: Tuple[int, ...], channels: int = 256):
+    """``n_classes`` > 0: class-conditional batch norms (:mod:`.cbn`; SNGAN's projection cGAN)."""
+
+    def __init__(self, latent_dim: int, shape: Tuple[int, ...], channels: int = 256, n_classes: int = 0):
         super().__init__()
         self.latent_dim, self.shape = latent_dim, tuple(shape)
         base, ups, _ = plan(self.shape)
         self.base, self.channels = base, int(channels)
         self.l1 = _xavier(nn.Linear(latent_dim, base * base * self.channels), 1.0)
-        self.blocks = nn.Sequential(*[GBlock(self.channels, self.channels) for _ in range(ups)])
-        self.b_out = nn.BatchNorm2d(self.channels)
+        self.blocks = nn.Sequential(*[GBlock(self.channels, self.channels, int(n_classes)) for _ in range(ups)])
+        self.b_out = cbn.norm2d(self.channels, int(n_classes))
         self.c_out = _xavier(nn.Conv2d(self.channels, self.shape[0], 3, 1, 1), 1.0)
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.l1(z).view(z.shape[0], self.channels, self.base, self.base)
-        return torch.tanh(self.c_out(F.relu(self.b_out(self.blocks(h)))))
+        for block in self.blocks:
+            h = block(h, c)
+        return torch.tanh(self.c_out(F.relu(cbn.apply(self.b_out, h, c))))
 
 
 class ResNetDiscriminator(nn.Module):
@@ -119,17 +126,25 @@ class ResNetDiscriminator(nn.Module):
         blocks += [DBlock(ch, ch, down=False) for _ in range(2)]
         self.blocks = nn.Sequential(*blocks)
         self.l_out = _xavier(nn.Linear(ch, 1), 1.0)
+        self.trunk_dim = ch
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, trunk_dim)``: ReLU, then global sum pooling of the last block's map."""
+        return F.relu(self.blocks(x)).sum(dim=(2, 3))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.l_out(h).squeeze(1)
 
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling
-        return self.l_out(h).squeeze(1)
+        return self.head(self.trunk(x))
 
 
 def build(info, latent_dim: int, d_norm: str = "none", g_channels: int = 256, d_channels: int = 128,
-          spectral_norm: bool = True):
+          spectral_norm: bool = True, n_classes: int = 0):
     """``net=resnet``: the SNGAN ResNet generator and discriminator for square images of a size in :data:`BASES`;
     ``spectral_norm``: every conv and linear of D spectrally normalised (:mod:`.spectral`).  ``d_norm`` is not
-    used: the ResNet D has no normalisation layer."""
+    used: the ResNet D has no normalisation layer.  ``n_classes``: G's batch norms class-conditional
+    (``cond=projection``)."""
     shape = tuple(int(s) for s in info.shape)
     if info.kind != "image" or len(shape) != 3:
         raise UserError(f"net=resnet needs image data, but data={info.name} is {info.kind} with shape {shape}: "
@@ -138,7 +153,8 @@ def build(info, latent_dim: int, d_norm: str = "none", g_channels: int = 256, d_
         raise UserError(f"net.g_channels={g_channels} and net.d_channels={d_channels} must be >= 1.")
     plan(shape)  # the size: one line naming the supported ones
     D = ResNetDiscriminator(shape, int(d_channels))
-    return ResNetGenerator(latent_dim, shape, int(g_channels)), spectral_normalise(D) if spectral_norm else D
+    return (ResNetGenerator(latent_dim, shape, int(g_channels), int(n_classes)),
+            spectral_normalise(D) if spectral_norm else D)
 
 
 @component_schema("net", "resnet")

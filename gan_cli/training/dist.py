@@ -347,7 +347,7 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
     and returns the values ({} on the other ranks)."""
     import numpy as np
 
-    from gan_cli.metrics.evaluator import eval_latents
+    from gan_cli.metrics.evaluator import class_count, eval_classes, eval_latents
 
     ctx.broadcast_buffers(G)  # per-rank BN: every rank samples from rank 0's running statistics
     if evaluator.features is not None:  # rank 0 builds (and caches) the extractor first
@@ -358,6 +358,7 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
     n = int(evaluator.n)
     chunk = int(evaluator.chunk)
     draw = eval_latents(latent_dim, device, seed)
+    n_classes = class_count(G)  # a conditional G: sample i of class i mod K, as one process's evaluation
     mine = []
     was = G.training
     G.eval()
@@ -366,7 +367,7 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
             k = min(chunk, n - lo)
             z = draw(k)  # every rank draws every chunk's latents
             if j % ctx.world == ctx.rank:
-                x = G(z, None)
+                x = G(z, eval_classes(lo, k, n_classes).to(device) if n_classes else None)
                 mine.append((j, evaluator.fake(lambda m, x=x: x[:m], k)))
     G.train(was)
     parts = ctx.gather_objects(mine)
@@ -377,7 +378,8 @@ def evaluate(ctx: Context, evaluator, G: torch.nn.Module, latent_dim: int, devic
         fake = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
     else:
         fake = np.concatenate(pieces)
-    return evaluator.score(evaluator.real(), fake, n)
+    labels = eval_classes(0, n, n_classes).numpy() if n_classes else None
+    return evaluator.score(evaluator.real(), fake, n, fake_labels=labels)
 
 
 def spawn(fn: Callable, nproc: int, args: tuple = (), backend: str = "gloo", timeout_s: int = 120) -> None:

@@ -39,6 +39,20 @@ from gan_cli.training.tasks import BestCheckpoint, Evaluation, all_finite, make_
 __all__ = ["Trainer", "build_trainer", "Diverged", "Interrupted", "grad_norm"]
 
 
+#: a conditional picture shows at most this many classes (rows)
+CLASS_ROWS = 100
+
+
+def class_grid(z: torch.Tensor, n_classes: int, max_rows: int = CLASS_ROWS):
+    """The latents and classes of a class-conditional picture: one row per class (the first ``max_rows``
+    classes), ``len(z) // rows`` columns (at least 1), column j the latent ``z[j]`` in every row."""
+    rows = min(int(n_classes), max_rows)
+    cols = max(len(z) // rows, 1)
+    zs = z[:cols].repeat(rows, 1)
+    cs = torch.arange(rows, device=z.device).repeat_interleave(cols)
+    return zs, cs
+
+
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:
     grads = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return torch.stack(grads).norm() if grads else torch.zeros(())
@@ -72,6 +86,7 @@ class Trainer:
         self.ctx = dist.context()
         self.device, self.data, self.info = parts.device, parts.data, parts.data.info
         self.objective, self.regularizers, self.augment = parts.objective, parts.regularizers, parts.augment
+        self.cond = parts.cond  # class conditioning (gan_cli.cond), or None
         self.evaluator, self.loggers, self.latent_dim = parts.evaluator, parts.loggers, parts.latent_dim
         if not self.ctx.is_main:  # ranks > 0 write nothing
             from gan_cli.loggers import Loggers
@@ -102,6 +117,10 @@ class Trainer:
             self.augment.bind(seeds.generator(cfg.seed, "augment", self.device, self.ctx.rank))
         self.fixed_z = torch.randn(cfg.num_image_samples, self.latent_dim,
                                    generator=seeds.generator(cfg.seed, "fixed_z")).to(self.device)
+        self.fixed_c, self.grid_columns = None, None  # None: a square grid
+        if self.cond is not None:  # the picture: one row per class, the same latents along each column
+            self.fixed_z, self.fixed_c = class_grid(self.fixed_z, self.cond.n_classes)
+            self.grid_columns = len(self.fixed_z) // min(self.cond.n_classes, CLASS_ROWS)
         # the one path into D: augment pipe -> the regularisers' input transforms -> packing -> D(x, c)
         self.path = DPath(self.speed.D, self.augment, [r for r in self.regularizers.values() if r.has_transform],
                           parts.pack, self.gen)
@@ -130,6 +149,10 @@ class Trainer:
     # -- one step ------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device)
+
+    def classes(self, n: int, gen: torch.Generator):
+        """The classes of ``n`` generated samples (cond.sample), or None for an unconditional run (no draw)."""
+        return self.cond.draw(n, gen, self.device) if self.cond is not None else None
 
     def _skip_bad(self, loss: torch.Tensor, opt) -> bool:
         """In skip mode, drop a step whose loss or gradient is not finite.  A host sync per step, by design (the
@@ -166,10 +189,11 @@ class Trainer:
         for _ in range(obj.critic_steps(self.step)):
             with fast.autocast(self.opt_d):  # bf16/fp16 forward passes when speed.amp is on
                 real, c_real = self.data.sample(bs, self.gen)
-                c_fake = None  # unconditional: G ignores the labels
+                c_fake = self.classes(bs, self.gen)  # None: unconditional (G and D ignore the labels)
                 with torch.no_grad():
                     fake = G(self.noise(bs, self.gen), c_fake)
-                loss_d, real_out = discriminator_loss(obj, self.regularizers, self.path, real, c_real, fake, c_fake)
+                loss_d, real_out = discriminator_loss(obj, self.regularizers, self.path, real, c_real, fake, c_fake,
+                                                      self.cond)
             self.opt_d.zero_grad(set_to_none=True)
             fast.backward(loss_d, self.opt_d)  # scaled under fp16
             loss_d = self.ctx.reduce_grads(self.D, loss_d)  # several processes: mean gradients and loss over the ranks
@@ -186,9 +210,10 @@ class Trainer:
             out["grad_norm/d"] = grad_norm(self.D)
         self.D.requires_grad_(False)  # G step: no gradients into D's parameters
         with fast.autocast(self.opt_g):
+            c_fake = self.classes(bs, self.gen)
             fake = G(self.noise(bs, self.gen), c_fake)
             # G's loss reads the last D step's real batch where it needs one (relativistic losses, the unroll)
-            loss_g = generator_loss(obj, self.regularizers, self.path, fake, c_fake, real, c_real)
+            loss_g = generator_loss(obj, self.regularizers, self.path, fake, c_fake, real, c_real, self.cond)
         self.opt_g.zero_grad(set_to_none=True)
         fast.backward(loss_g, self.opt_g)
         loss_g = self.ctx.reduce_grads(self.G, loss_g)
@@ -217,9 +242,10 @@ class Trainer:
         path's packing only (no augmentation, no input noise), on the data as it is."""
         n = -(-self.cfg.estimate_batch // self.ctx.world)  # each rank's share (rounded up)
         real, c_real = self.data.sample(n, self.est_gen)
-        fake = self.G(self.noise(n, self.est_gen), None)
+        c_fake = self.classes(n, self.est_gen)
+        fake = self.G(self.noise(n, self.est_gen), c_fake)
         real_out = self.path(real, c_real, clean=True, eager=True)
-        fake_out = self.path(fake, None, clean=True, eager=True)
+        fake_out = self.path(fake, c_fake, clean=True, eager=True)
         return self.objective.estimate(self.ctx.gather_cat(real_out), self.ctx.gather_cat(fake_out))
 
     # -- logging -------------------------------------------------------------

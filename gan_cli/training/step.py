@@ -6,6 +6,8 @@ the first feature axis, ``model.pack``) -> ``D(x, c)``.  D's loss, G's loss, R1 
 unrolled critic all call it, so an augmentation or a new input transform reaches every one of them
 (stylegan2-ada-pytorch ``training/loss.py``'s ``run_D`` with its ``augment_pipe``).  ``clean=True`` skips the
 augment pipe and the transforms (the held-out divergence estimate measures the data, not the augmented data).
+A D with a class head (``cond=acgan``) returns ``(N, 1 + K)``: the path returns column 0, the adversarial output
+every objective reads, and keeps the K class logits as ``path.aux`` for the conditioning's class terms.
 
 :func:`discriminator_loss` and :func:`generator_loss` compose the objective's pure losses
 (:mod:`gan_cli.objectives`) with the regularisers (:mod:`gan_cli.regularizers`).  G's step reads the last D
@@ -46,6 +48,7 @@ class DPath:
         self.transforms = list(transforms)
         self.pack = int(pack)
         self.generator = generator  # the train stream: the transforms' draws (instance noise)
+        self.aux: Optional[Tensor] = None  # the last call's class logits (a D with a class head), else None
 
     def inputs(self, x: Tensor, c: Optional[Tensor], clean: bool = False):
         if not clean:
@@ -61,16 +64,23 @@ class DPath:
         if params is not None:
             from torch.func import functional_call
 
-            return functional_call(_eager(self.D), params, (x, c))
-        return (_eager(self.D) if eager else self.D)(x, c)
+            out = functional_call(_eager(self.D), params, (x, c))
+        else:
+            out = (_eager(self.D) if eager else self.D)(x, c)
+        if out.dim() == 2:  # (N, 1 + K): the adversarial output, then class logits
+            self.aux = out[:, 1:]
+            return out[:, 0]
+        self.aux = None
+        return out
 
 
 _eager = eager
 
 
 def discriminator_loss(objective, regularizers: dict, path: DPath, real: Tensor, c_real: Optional[Tensor],
-                       fake: Tensor, c_fake: Optional[Tensor]):
-    """D's whole loss on one batch: the objective's ``d_loss`` plus every regulariser's term.  Returns ``(loss,
+                       fake: Tensor, c_fake: Optional[Tensor], cond=None):
+    """D's whole loss on one batch: the objective's ``d_loss`` plus every regulariser's term and the conditioning's
+    class term (``cond``: a :class:`gan_cli.cond.Conditioning`, or None).  Returns ``(loss,
     real_out)`` (D's outputs on the real batch, for an adaptive augment pipe).  One forward of the real batch
     serves the loss and R1 at the real samples (batch-norm statistics move once); it takes input gradients
     through the uncompiled D when a regulariser wants them."""
@@ -78,8 +88,13 @@ def discriminator_loss(objective, regularizers: dict, path: DPath, real: Tensor,
     grad = any(r.wants_real_grad() for r in regs)
     real_in = real.detach().requires_grad_(True) if grad else real
     real_out = path(real_in, c_real, eager=grad)
+    real_aux = path.aux
     fake_out = path(fake, c_fake)
     loss = objective.d_loss(real_out, fake_out)
+    if cond is not None:
+        term = cond.d_term(real_aux, c_real, path.aux, c_fake)
+        if term is not None:
+            loss = loss + term
     step = DStep(path, objective, real, c_real, fake, c_fake, real_in, real_out, fake_out, path.generator)
     for r in regs:
         term = r.d_term(step)
@@ -91,7 +106,7 @@ def discriminator_loss(objective, regularizers: dict, path: DPath, real: Tensor,
 
 
 def generator_loss(objective, regularizers: dict, path: DPath, fake: Tensor, c_fake: Optional[Tensor],
-                   real: Tensor, c_real: Optional[Tensor]) -> Tensor:
+                   real: Tensor, c_real: Optional[Tensor], cond=None) -> Tensor:
     """G's loss: the objective's ``g_loss`` on the critic's outputs for ``fake`` (and for the real batch when the
     objective reads it); the critic is the path into D, or what a regulariser puts in its place (the unrolled
     look-ahead)."""
@@ -99,7 +114,8 @@ def generator_loss(objective, regularizers: dict, path: DPath, fake: Tensor, c_f
     step = GStep(path, objective, real, c_real, fake, c_fake, path.generator)
     for r in regularizers.values():
         critic = r.g_critic(step) or critic
+    path.aux = None
     fake_out = critic(fake, c_fake)
-    if objective.g_needs_real:
-        return objective.g_loss(fake_out, critic(real, c_real))
-    return objective.g_loss(fake_out)
+    term = cond.g_term(path.aux, c_fake) if cond is not None else None
+    loss = objective.g_loss(fake_out, critic(real, c_real)) if objective.g_needs_real else objective.g_loss(fake_out)
+    return loss if term is None else loss + term

@@ -104,13 +104,14 @@ class Pictures(Task):
         was = G.training
         G.eval()  # fixed latents through BN running stats: a stable picture over time
         with torch.no_grad():
-            if info.kind == "image":
-                fake = G(trainer.fixed_z, None)
+            if info.kind == "image":  # a conditional run: one row per class (trainer.fixed_c)
+                fake = G(trainer.fixed_z, trainer.fixed_c)
             else:
-                fake = G(trainer.noise(2000, seeds.generator(cfg.seed, "pictures", trainer.device)), None)
+                gen = seeds.generator(cfg.seed, "pictures", trainer.device)
+                fake = G(trainer.noise(2000, gen), trainer.classes(2000, gen))
         G.train(was)
         if info.kind == "image":
-            trainer.loggers.log_image("samples", viz.image_grid(fake), trainer.step)
+            trainer.loggers.log_image("samples", viz.image_grid(fake, nrow=trainer.grid_columns), trainer.step)
             return
         gen = seeds.generator(cfg.seed, "pictures_real", trainer.device)
         real = trainer.data.sample(2000, gen).x.cpu().numpy()

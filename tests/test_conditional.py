@@ -199,7 +199,7 @@ def test_a_conditional_run_scores_its_classes_and_exports_per_class(tmp_path, di
                               f"out_dir={tmp_path / 'run'}"], tmp_path)
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
-    assert {"class_acc1.4k_clf", "class_acc_real_clf", "ifid1.4k_clf", "fid1.4k_clf"} <= set(metrics)
+    assert {"class_acc1.4k_clf", "class_acc_real_clf", "ifid1.4k_clf", "fid1.4k_clf", "cas1.4k_clf"} <= set(metrics)
     assert 0.9 < metrics["class_acc_real_clf"] <= 1.0 and 0.0 <= metrics["class_acc1.4k_clf"] <= 1.0
     r = run_cli("gan-eval", [f"ckpt={tmp_path / 'run'}", f"export={tmp_path / 'all'}", "export.n=25"], tmp_path)
     assert r.returncode == 0, r.stderr
@@ -230,3 +230,24 @@ def test_a_conditional_run_resumes_exactly(tmp_path):
     for key in ("generator", "discriminator"):
         for name, value in straight[key].items():
             assert torch.equal(value, resumed[key][name]), (key, name)
+
+
+def test_cas_of_the_training_set_itself_is_the_domain_classifiers_accuracy(digits_cache):
+    """CAS trains the domain classifier's recipe on the 'generated' samples: given the real training images with
+    their labels, it is that classifier, so it scores the classifier's held-out accuracy exactly; with the labels
+    shuffled it is near chance."""
+    from gan_cli.build import build_data, build_evaluator
+    from gan_cli.metrics.registry import MetricContext, get_metric
+
+    cfg = compose_train("data=digits", "metrics=images", f"metrics.cache_dir={digits_cache}")
+    ev = build_evaluator(cfg.metrics, cfg.data, build_data(cfg.data), "cpu", n_classes=10)
+    ext = ev.extractor()
+    src = ev.source
+    info = src.info
+    ctx = MetricContext(len(src), "1.5k", info, 5, "clf", fake_labels=src.labels.numpy(), n_classes=10,
+                        extractor=ext, fake_images=src.images, test_split=ev.test_split)
+    assert get_metric("cas", "features").fn({}, {}, ctx) == {"cas1.5k_clf": pytest.approx(ext.test_accuracy, abs=1e-12)}
+    shuffled = src.labels[torch.randperm(len(src), generator=torch.Generator().manual_seed(0))].numpy()
+    ctx = MetricContext(len(src), "1.5k", info, 5, "clf", fake_labels=shuffled, n_classes=10, fake_images=src.images,
+                        test_split=ev.test_split)
+    assert get_metric("cas", "features").fn({}, {}, ctx)["cas1.5k_clf"] < 0.25

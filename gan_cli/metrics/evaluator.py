@@ -98,6 +98,7 @@ class Evaluator:
         self._real = None
         self._real_labels = None
         self._extractor = None
+        self._fake_images = None  # the last fake() call's images, when a metric reads them
 
     # -- set-up ---------------------------------------------------------------
     def _preprocess_mode(self) -> Optional[str]:
@@ -231,7 +232,20 @@ class Evaluator:
             return torch.cat([sample_fn(min(c, n - i)) for i in range(0, n, c)]).detach().cpu().double().numpy()
         from gan_cli.metrics.features import extract_features
 
-        return extract_features(self.extractor(), sample_fn, n, self.chunk, self.device)
+        self._fake_images = None
+        if any(m.images for m in self.metrics):  # e.g. CAS trains on the generated images: keep them (uint8)
+            kept, inner = [], sample_fn
+
+            def sample_fn(k):
+                x = inner(k)
+                kept.append(((x.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                            if x.dtype != torch.uint8 else x.cpu())
+                return x
+
+        feats = extract_features(self.extractor(), sample_fn, n, self.chunk, self.device)
+        if any(m.images for m in self.metrics):
+            self._fake_images = torch.cat(kept)
+        return feats
 
     def __call__(self, sample_fn: Callable[[int], torch.Tensor], n: Optional[int] = None) -> dict:
         """``{key: value}`` of every selected metric on ``n`` (default: ``self.n``) samples of ``sample_fn``."""
@@ -251,12 +265,17 @@ class Evaluator:
                             allow_singular=allow_singular, device=self.device,
                             fake_labels=fake_labels if conditional else None,
                             real_labels=self.real_labels() if conditional else None,
-                            n_classes=self.n_classes, extractor=self._extractor)
+                            n_classes=self.n_classes, extractor=self._extractor,
+                            fake_images=self._fake_images if conditional else None, test_split=self.test_split)
         out: dict[str, float] = {}
         for m in self.metrics:
             need = max(m.min_samples, self.k + 1 if m.name == "prdc" else 2)
             if m.conditional and ctx.fake_labels is None:
                 _warn(f"metric {m.name} skipped: the classes of the generated samples are not known.")
+                continue
+            if m.images and ctx.fake_images is None:
+                _warn(f"metric {m.name} skipped: it reads the generated images, which this evaluation does not keep "
+                      f"(several processes share the samples out).")
                 continue
             if n < need:
                 _warn(f"metric {m.name} skipped: it needs at least {need} samples, metrics.num_samples gives {n}.")

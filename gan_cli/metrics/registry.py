@@ -49,6 +49,8 @@ class MetricContext:
     real_labels: Any = None
     n_classes: int = 0
     extractor: Any = None  # the feature extractor (e.g. the domain classifier's held-out accuracy)
+    fake_images: Any = None  # the generated images (uint8, CPU) for a metric registered with images=True
+    test_split: Any = None  # () -> the data set's test split (a source with images, labels), or None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Metric:
     order: int = 50  # position in the default list and in tables
     conditional: bool = False  # needs the classes of the generated samples: run for class-conditional generators
     suites: Optional[tuple] = None  # the suites whose features it reads (None: every suite but the exclusive ones)
+    images: bool = False  # reads the generated images themselves (ctx.fake_images), beside their features
 
 
 _METRICS: dict[tuple[str, str], Metric] = {}  # (name, inputs) -> metric: one name may serve both inputs
@@ -72,7 +75,7 @@ _builtins_loaded = False
 
 def register_metric(name: str, *, inputs: str, kinds=ALL_KINDS, default: bool = True,
                     directions: Optional[dict] = None, min_samples: int = 2, order: int = 50, conditional: bool = False,
-                    suites: Optional[tuple] = None):
+                    suites: Optional[tuple] = None, images: bool = False):
     """Decorator: register ``fn(real, fake, ctx) -> dict`` as metric ``name``; ``conditional``: it reads the classes
     of the generated samples (``ctx.fake_labels``), and runs by default for class-conditional generators only."""
     if inputs not in ("points", "features"):
@@ -81,7 +84,7 @@ def register_metric(name: str, *, inputs: str, kinds=ALL_KINDS, default: bool = 
     def deco(fn):
         _METRICS[(name, inputs)] = Metric(name, fn, inputs, tuple(kinds), default, dict(directions or {}), int(min_samples),
                                 (fn.__doc__ or "").strip().split("\n")[0], int(order), bool(conditional),
-                                tuple(suites) if suites is not None else None)
+                                tuple(suites) if suites is not None else None, bool(images))
         return fn
 
     return deco

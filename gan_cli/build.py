@@ -162,6 +162,7 @@ def build_loggers(logger_cfg: Any):
     for name, node in (_plain(logger_cfg) if logger_cfg is not None else {}).items():
         lg = instantiate_component(node, "logger", _key=f"logger.{name}")
         lg.name = str(name)
+        lg.background = bool(node.get("background", False))
         out.append(lg)
     return Loggers(out)
 

@@ -129,6 +129,9 @@ class LoggerConfig:
     """``logger.<name>``: one tracker of the ``logger=[...]`` list (gan_cli.loggers), built from its ``_target_``."""
 
     _target_: str = MISSING
+    # during training, the tracker runs in a process of its own (gan_cli.loggers.background): its start-up and
+    # writes overlap the training instead of adding to it
+    background: bool = False
 
 
 @dataclass

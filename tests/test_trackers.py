@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,10 @@ def test_a_locked_mlflow_store_during_the_run_is_one_warning_and_the_run_complet
 
     def progress(step, host):
         if step == 2 and not holder:
+            # MLflow starts in a process of its own (logger.mlflow.background): lock once it has opened the store
+            deadline = time.monotonic() + 120
+            while not (run / "trackers" / "mlflow.json").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             holder.append(subprocess.Popen(
                 [sys.executable, "-c", "import sqlite3, sys, time\n"
                  f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\n"
@@ -278,3 +284,33 @@ def test_every_tracker_at_once(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     for line in ("TensorBoard: ", "CSV: ", "MLflow: ", "W&B (offline): "):
         assert sum(ln.startswith(line) for ln in r.stdout.splitlines()) == 1, line
+
+
+def test_a_tracker_that_fails_to_start_in_its_own_process_stops_the_run_in_one_line(tmp_path):
+    """MLflow starts in a process of its own (logger.mlflow.background): a store that passes the parent's checks but
+    cannot be opened (the SQLite file is a folder) stops the run in one line as soon as the child says so, before
+    any checkpoint; the child process is gone."""
+    folder = tmp_path / "store.db"
+    folder.mkdir()
+    run = tmp_path / "run"
+    r = run_cli("gan-train", [*TINY, "metrics=none", "logger=[tensorboard,mlflow]",
+                              f"logger.mlflow.tracking_uri=sqlite:///{folder}", f"out_dir={run}"], tmp_path)
+    line = _one_error_line(r)
+    assert r.returncode == 2 and "logger=mlflow cannot open the store" in line
+    assert not list(run.glob("checkpoints/*.pt"))
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    children = subprocess.run(["pgrep", "-f", "gan_cli.loggers.background import serve", "-P", str(os.getpid())],
+                              capture_output=True, text=True).stdout.split()
+    assert children == []
+
+
+def test_mlflow_and_wandb_train_in_processes_of_their_own():
+    from gan_cli.build import build_loggers
+
+    cfg = compose_train("logger=[tensorboard,csv,mlflow,wandb]")
+    wrapped = build_loggers(cfg.logger).in_background()
+    kinds = {lg.name: type(lg).__name__ for lg in wrapped.loggers}
+    assert kinds == {"tensorboard": "TensorBoardLogger", "csv": "CSVLogger", "mlflow": "BackgroundLogger",
+                     "wandb": "BackgroundLogger"}
+    off = build_loggers(compose_train("logger=[mlflow]", "logger.mlflow.background=false").logger).in_background()
+    assert type(off.loggers[0]).__name__ == "MLflowLogger"

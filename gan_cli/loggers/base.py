@@ -20,6 +20,13 @@ class Logger:
     name: str = ""
     #: set for a sweep's own record (gan-eval sweep=): the sweep folder, in place of the one a job finds itself in
     sweep_dir: Optional[Path] = None
+    #: run in a process of its own during training (``logger.<name>.background``; :mod:`.background`)
+    background: bool = False
+
+    def prepare(self, run_dir: Path) -> None:
+        """Before a start in another process (:mod:`.background`): the checks that need no tracker (one line each,
+        before training) and what the start reads from this process's Hydra job (the launch folder, the sweep)."""
+        self.sweep_dir = self.sweep_dir or sweep_of(Path(run_dir))
 
     def start(self, run_dir: Path, step: int = 0, resume: bool = False) -> None:
         """Open for ``run_dir``; ``step`` > 0 with ``resume``: a resumed run continues at ``step`` (what was logged
@@ -109,14 +116,30 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
+def figure_rgb(figure):
+    """A matplotlib figure's pixels, ``(H, W, 3)`` uint8, drawn once however many trackers ask (kept on the figure):
+    the canvas TensorBoard's ``add_figure`` draws, at the figure's own size and dpi."""
+    rgb = getattr(figure, "_gan_cli_rgb", None)
+    if rgb is None:
+        import numpy as np
+
+        figure.canvas.draw()
+        w, h = figure.canvas.get_width_height()
+        rgb = figure._gan_cli_rgb = np.frombuffer(figure.canvas.buffer_rgba(), dtype=np.uint8).reshape(h, w, 4)[:, :, :3].copy()
+    return rgb
+
+
 def figure_png(figure) -> bytes:
-    """A matplotlib figure as PNG bytes, rendered once however many trackers ask for it (kept on the figure)."""
+    """A matplotlib figure as PNG bytes (of :func:`figure_rgb`'s pixels: one drawing for every tracker), kept on the
+    figure."""
     png = getattr(figure, "_gan_cli_png", None)
     if png is None:
         import io
 
+        from PIL import Image
+
         buf = io.BytesIO()
-        figure.savefig(buf, format="png", dpi=100)
+        Image.fromarray(figure_rgb(figure)).save(buf, format="png")
         png = figure._gan_cli_png = buf.getvalue()
     return png
 
@@ -156,12 +179,26 @@ class Loggers(Logger):
         for lg in self.loggers:  # a tracker that cannot start stops the run here (its own one-line error)
             lg.start(run_dir, step, resume)
 
+    def in_background(self) -> "Loggers":
+        """The same trackers, those with ``background`` set each run in a process of its own (training)."""
+        from .background import BackgroundLogger
+
+        return Loggers([BackgroundLogger(lg) if lg.background else lg for lg in self.loggers])
+
     def _each(self, method: str, *args: Any) -> None:
+        from .background import TrackerStartError
+
         for lg in list(self.loggers):
             try:
                 getattr(lg, method)(*args)
+            except TrackerStartError:  # a background tracker that could not start: the run stops, one line
+                self.loggers.remove(lg)
+                lg.abandon()
+                raise
             except Exception as e:  # never stop training for a tracker
                 self.loggers.remove(lg)
+                if hasattr(lg, "abandon"):  # a background tracker's process
+                    lg.abandon()
                 first = first_line(e, 200)
                 print(f"gan_cli: warning: logger {lg.name or type(lg).__name__} failed ({type(e).__name__}: {first}); "
                       f"it is off for the rest of this run, the other trackers go on.", file=sys.stderr)
@@ -188,10 +225,18 @@ class Loggers(Logger):
         self._each("log_artifact", path)
 
     def flush(self) -> None:
+        self._begin("flush")
         self._each("flush")
 
     def close(self, status: str = "completed") -> None:
+        self._begin("close", status)
         self._each("close", status)
+
+    def _begin(self, method: str, *args: Any) -> None:
+        """Background trackers (:mod:`.background`) all get a flush / close before any is waited for."""
+        for lg in self.loggers:
+            if hasattr(lg, "begin"):
+                lg.begin(method, *args)
 
     def __len__(self) -> int:
         return len(self.loggers)

@@ -90,6 +90,15 @@ class MLflowLogger(Logger):
         self.pending: list = []  # scalars not yet written: a write every WRITE_EVERY_S seconds, not every log step
         self.written = time.monotonic()
 
+    def prepare(self, run_dir: Path) -> None:
+        """The package installed and the store's URI resolved and checked (its folder writable), before training."""
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            require("mlflow", "mlflow", "mlflow")  # the one line naming the extra
+        super().prepare(run_dir)
+        self.tracking_uri = read_state(Path(run_dir), self.name).get("tracking_uri") or store_uri(self.tracking_uri)
+
     def start(self, run_dir: Path, step: int = 0, resume: bool = False) -> None:
         require("mlflow", "mlflow", "mlflow")
         import logging

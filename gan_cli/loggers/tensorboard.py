@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import LoggerConfig, component_schema
-from .base import Logger
+from .base import Logger, figure_rgb
 
 
 class TensorBoardLogger(Logger):
@@ -36,7 +36,7 @@ class TensorBoardLogger(Logger):
         self.writer.add_image(tag, image, step)
 
     def log_figure(self, tag: str, figure, step: int) -> None:
-        self.writer.add_figure(tag, figure, step, close=False)
+        self.writer.add_image(tag, figure_rgb(figure), step, dataformats="HWC")  # add_figure's pixels, drawn once
 
     def log_text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)

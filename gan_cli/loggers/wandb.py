@@ -46,6 +46,14 @@ class WandbLogger(Logger):
         self.state: dict = {}
         self.logged_upto = -1
 
+    def prepare(self, run_dir: Path) -> None:
+        """The package installed, before training; the sweep folder resolved for the group."""
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            require("wandb", "wandb", "wandb")  # the one line naming the extra
+        super().prepare(run_dir)
+
     def start(self, run_dir: Path, step: int = 0, resume: bool = False) -> None:
         wandb = require("wandb", "wandb", "wandb")
         self.run_dir = Path(run_dir)

@@ -92,6 +92,8 @@ class Trainer:
             from gan_cli.loggers import Loggers
 
             self.loggers = Loggers()
+        else:  # MLflow / W&B in processes of their own (logger.<name>.background): their cost overlaps training
+            self.loggers = self.loggers.in_background()
         self.G, self.D = self.ctx.prepare(parts.G, parts.D, bool(cfg.dist.sync_bn))
         if self.ctx.local_batch(cfg.data.batch_size) < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.D.modules()):
             raise UserError(f"a batch of 1 per process cannot train a batch-norm discriminator: use data.batch_size>="
@@ -321,6 +323,7 @@ class Trainer:
             records.trim(self.run_dir / records.SCALARS, self.step)
             records.trim(self.run_dir / records.METRICS, self.step)
         if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.loggers.start(self.run_dir, self.step, resume=self.step > 0)
             if self.step == 0:
                 self.loggers.log_config(plain_config(cfg))

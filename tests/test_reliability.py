@@ -591,3 +591,20 @@ def test_disk_full_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch
     full[0] = False
     result = train(compose_train(*tiny, f"resume={tmp_path}"), overrides=[f"resume={tmp_path}"])
     assert result["step"] == 20 and _status(tmp_path)["state"] == "completed"
+
+
+def test_a_long_override_still_gets_a_run_folder(tmp_path):
+    """Hydra names the run folder after the overrides; a long value (a store's URI, a long number) made a name over
+    the file system's 255 bytes and a traceback.  The name is cut, with a hash of the whole, below that."""
+    lr = "0.0002" + "0" * 260 + "1"
+    r = run_cli("gan-train", ["steps=2", "log_every=1", "image_every=0", "metrics=none", "progress=false",
+                              "device=cpu", f"model.opt_g.lr={lr}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run,) = [p for p in (tmp_path / "outputs").glob("*/*") if (p / "results.json").exists()]
+    assert len(run.name.encode()) <= 255 and "model.opt_g.lr-0.0002" in run.name
+    other = r"0.0002" + "0" * 259 + "1"
+    r = run_cli("gan-train", ["steps=2", "log_every=1", "image_every=0", "metrics=none", "progress=false",
+                              "device=cpu", f"model.opt_g.lr={other}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = {p.name.split("_", 1)[1] for p in (tmp_path / "outputs").glob("*/*")}
+    assert len(names) == 2  # cut names of different overrides stay different

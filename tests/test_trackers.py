@@ -306,11 +306,12 @@ def test_a_tracker_that_fails_to_start_in_its_own_process_stops_the_run_in_one_l
 
 def test_mlflow_and_wandb_train_in_processes_of_their_own():
     from gan_cli.build import build_loggers
+    from gan_cli.loggers.background import in_background
 
     cfg = compose_train("logger=[tensorboard,csv,mlflow,wandb]")
-    wrapped = build_loggers(cfg.logger).in_background()
+    wrapped = in_background(build_loggers(cfg.logger))
     kinds = {lg.name: type(lg).__name__ for lg in wrapped.loggers}
     assert kinds == {"tensorboard": "TensorBoardLogger", "csv": "CSVLogger", "mlflow": "BackgroundLogger",
                      "wandb": "BackgroundLogger"}
-    off = build_loggers(compose_train("logger=[mlflow]", "logger.mlflow.background=false").logger).in_background()
+    off = in_background(build_loggers(compose_train("logger=[mlflow]", "logger.mlflow.background=false").logger))
     assert type(off.loggers[0]).__name__ == "MLflowLogger"

@@ -44,10 +44,21 @@ def _hydra_subdir_resolver(resume):
     return ".hydra" if resume in (None, "", "None", "null") else f".hydra_resume_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+#: the longest folder name made from the overrides (file systems allow 255 bytes; Hydra adds a time or job prefix)
+MAX_DIRNAME = 200
+
+
 def _dirname_resolver(override_dirname: str) -> str:
     """Hydra's override_dirname (``model=gan,model.opt_g.lr=1e-4``) as a folder name that can be
-    pasted unquoted into ``resume=``, ``ckpt=`` and ``folder=``: ``model-gan+model.opt_g.lr-1e-4``."""
-    return _UNSAFE.sub("_", str(override_dirname).replace("=", "-").replace(",", "+"))
+    pasted unquoted into ``resume=``, ``ckpt=`` and ``folder=``: ``model-gan+model.opt_g.lr-1e-4``.  Longer than
+    :data:`MAX_DIRNAME`: cut, with the first 8 hex digits of the whole name's SHA-1 (different overrides, different
+    names)."""
+    name = _UNSAFE.sub("_", str(override_dirname).replace("=", "-").replace(",", "+"))
+    if len(name) > MAX_DIRNAME:
+        import hashlib
+
+        name = f"{name[:MAX_DIRNAME - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
 
 
 OmegaConf.register_new_resolver("gan_run_dir", _run_dir_resolver, replace=True)

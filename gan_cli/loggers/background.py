@@ -31,15 +31,10 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import UserError
-from .base import Logger, figure_png, first_line
+from .base import Logger, Loggers, TrackerStartError, figure_png, first_line
 
 #: how long flush / close wait for the child (a store on a slow network)
 WAIT_S = 300.0
-
-
-class TrackerStartError(UserError):
-    """A background tracker could not start: the run stops (one line), as for a tracker started in-process."""
 
 
 class _Png:
@@ -239,3 +234,8 @@ class BackgroundLogger(Logger):
 
     def hint(self, run_dir: Path):
         return self.inner.hint(run_dir)
+
+
+def in_background(loggers: Loggers) -> Loggers:
+    """The same trackers, those with ``background`` set each in a process of its own (the training loop's)."""
+    return Loggers([BackgroundLogger(lg) if lg.background else lg for lg in loggers.loggers])

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ..config import UserError
+
 
 class Logger:
     """A tracker.  Every method is a no-op here; a subclass implements what its tracker records."""
@@ -169,6 +171,11 @@ def require(package: str, extra: str, logger: str):
                         f"(or leave {logger} out of logger=[...]).") from None
 
 
+class TrackerStartError(UserError):
+    """A tracker started in a process of its own (:mod:`.background`) could not start: the run stops in one line, as
+    for a tracker started in-process."""
+
+
 class Loggers(Logger):
     """Every call goes to each tracker; a tracker that raises is dropped with one warning line (see the module)."""
 
@@ -179,15 +186,7 @@ class Loggers(Logger):
         for lg in self.loggers:  # a tracker that cannot start stops the run here (its own one-line error)
             lg.start(run_dir, step, resume)
 
-    def in_background(self) -> "Loggers":
-        """The same trackers, those with ``background`` set each run in a process of its own (training)."""
-        from .background import BackgroundLogger
-
-        return Loggers([BackgroundLogger(lg) if lg.background else lg for lg in self.loggers])
-
     def _each(self, method: str, *args: Any) -> None:
-        from .background import TrackerStartError
-
         for lg in list(self.loggers):
             try:
                 getattr(lg, method)(*args)

@@ -93,7 +93,9 @@ class Trainer:
 
             self.loggers = Loggers()
         else:  # MLflow / W&B in processes of their own (logger.<name>.background): their cost overlaps training
-            self.loggers = self.loggers.in_background()
+            from gan_cli.loggers.background import in_background
+
+            self.loggers = in_background(self.loggers)
         self.G, self.D = self.ctx.prepare(parts.G, parts.D, bool(cfg.dist.sync_bn))
         if self.ctx.local_batch(cfg.data.batch_size) < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.D.modules()):
             raise UserError(f"a batch of 1 per process cannot train a batch-norm discriminator: use data.batch_size>="

@@ -288,15 +288,21 @@ def test_every_tracker_at_once(tmp_path):
 
 def test_a_tracker_that_fails_to_start_in_its_own_process_stops_the_run_in_one_line(tmp_path):
     """MLflow starts in a process of its own (logger.mlflow.background): a store that passes the parent's checks but
-    cannot be opened (the SQLite file is a folder) stops the run in one line as soon as the child says so, before
-    any checkpoint; the child process is gone."""
-    folder = tmp_path / "store.db"
+    cannot be opened (the SQLite file is not a database) stops the run in one line as soon as the child says so,
+    before any checkpoint; the child process is gone.  A store path that is a folder is refused before training."""
+    folder = tmp_path / "folder.db"
     folder.mkdir()
+    r = run_cli("gan-train", [*TINY, "metrics=none", "logger=[mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{folder}",
+                              f"out_dir={tmp_path / 'run0'}"], tmp_path)
+    assert r.returncode == 2 and f"{folder} is a folder; point it at a file" in _one_error_line(r)
+    assert not (tmp_path / "run0" / "tb").exists()  # refused before training
+    junk = tmp_path / "store.db"
+    junk.write_bytes(bytes(range(256)) * 20)
     run = tmp_path / "run"
     r = run_cli("gan-train", [*TINY, "metrics=none", "logger=[tensorboard,mlflow]",
-                              f"logger.mlflow.tracking_uri=sqlite:///{folder}", f"out_dir={run}"], tmp_path)
+                              f"logger.mlflow.tracking_uri=sqlite:///{junk}", f"out_dir={run}"], tmp_path)
     line = _one_error_line(r)
-    assert r.returncode == 2 and "logger=mlflow cannot open the store" in line
+    assert r.returncode == 2 and "logger=mlflow cannot open the store" in line and "not a database" in line
     assert not list(run.glob("checkpoints/*.pt"))
     assert json.loads((run / "status.json").read_text())["state"] == "failed"
     children = subprocess.run(["pgrep", "-f", "gan_cli.loggers.background import serve", "-P", str(os.getpid())],

@@ -54,6 +54,10 @@ def store_uri(tracking_uri: Optional[str]) -> str:
         db = Path(uri[len("sqlite:///"):])
         from ..files import probe_writable
 
+        if db.is_dir():  # MLflow would retry opening it for about 100 s
+            raise UserError(f"logger.mlflow.tracking_uri={uri}: {db} is a folder; point it at a file (it is made "
+                            f"when missing), e.g. sqlite:///{db / 'mlflow.db'}.")
+
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
             err = probe_writable(db.parent)

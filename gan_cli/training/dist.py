@@ -268,8 +268,18 @@ def _collective_error(e: BaseException) -> bool:
                                                                     "Broken pipe", "ProcessGroup"))
 
 
-def _destroy() -> None:
+def _destroy(sync: bool = False) -> None:
+    """End the process group.  ``sync`` (a run that ended well): first wait for every rank at a gloo
+    ``monitored_barrier`` (30 s at most), so that no rank tears its connections down while another still uses them
+    -- gloo's threads then abort the late rank at exit ("terminate called without an active exception")."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if sync and torch.distributed.get_backend() == "gloo" and torch.distributed.get_world_size() > 1:
+            from datetime import timedelta
+
+            try:
+                torch.distributed.monitored_barrier(timeout=timedelta(seconds=30))
+            except Exception:  # a rank is gone: nothing to wait for
+                pass
         try:
             torch.distributed.destroy_process_group()
         except Exception:
@@ -294,11 +304,13 @@ def session(cfg):
     group and waits for (or stops) the ranks this process started."""
     global _CTX
     ctx = join(cfg)
+    ok = False
     try:
         yield ctx
+        ok = True
     finally:
         c, _CTX = _CTX, Context()
-        _destroy()
+        _destroy(sync=ok)
         if c.procs is not None:
             _stop_children(c.procs)
         if c.threads_before:  # the next job of a sweep in this process gets the cores back

@@ -73,10 +73,12 @@ def follow(ctx: dist.Context) -> int:
         payload = ctx.from_main(None)
     except Exception:
         return 1  # rank 0 stopped before training (its own message says why)
+    ok = False
     try:
         cfg = load_config(payload["config"])
         trainer = build_trainer(cfg, payload["run_dir"], payload["resume_state"], resume_from=payload["resume_from"])
         trainer.run(None)
+        ok = True
         return 0
     except Interrupted as e:
         return 128 + e.signum
@@ -87,7 +89,7 @@ def follow(ctx: dist.Context) -> int:
             return 1
         return _own_error(ctx, e, 1)
     finally:
-        dist._destroy()
+        dist._destroy(sync=ok)  # a run that ended well: every rank meets rank 0 at the barrier before tearing down
 
 
 def _own_error(ctx: dist.Context, e: BaseException, code: int) -> int:

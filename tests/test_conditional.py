@@ -201,6 +201,11 @@ def test_a_conditional_run_scores_its_classes_and_exports_per_class(tmp_path, di
     metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
     assert {"class_acc1.4k_clf", "class_acc_real_clf", "ifid1.4k_clf", "fid1.4k_clf", "cas1.4k_clf"} <= set(metrics)
     assert 0.9 < metrics["class_acc_real_clf"] <= 1.0 and 0.0 <= metrics["class_acc1.4k_clf"] <= 1.0
+    r = run_cli("gan-eval", [f"ckpt={tmp_path / 'run'}", "metrics.num_samples=1400", f"metrics.cache_dir={digits_cache}",
+                             "device=cpu"], tmp_path)  # gan-eval scores the classes too
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    assert again["class_acc1.4k_clf"] == metrics["class_acc1.4k_clf"] and again["ifid1.4k_clf"] == metrics["ifid1.4k_clf"]
     r = run_cli("gan-eval", [f"ckpt={tmp_path / 'run'}", f"export={tmp_path / 'all'}", "export.n=25"], tmp_path)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(tmp_path / "all" / "labels.csv")))

@@ -4,20 +4,23 @@ tag in the order the tags first appear (the format of Lightning's ``CSVLogger``:
 with ``pd.read_csv``).  A tag that appears later (the metrics of an evaluation, ``final/*``) adds a column: the
 file is rewritten atomically with the wider header, earlier rows left empty there.  A resumed run keeps the rows up
 to its checkpoint's step and drops the ones a killed process wrote after it.  Images, figures and text are not
-written (the other trackers keep them).
+written (the other trackers keep them).  Each row goes to the OS when it is logged (a killed process loses none)
+and to the disk (fsync) at each checkpoint and at the end: ``scalars.jsonl`` is the run's own record, synced at
+every log step.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from ..config import LoggerConfig, component_schema
-from ..files import append_line, atomic_write_text
+from ..files import atomic_write_text
 from .base import Logger
 
 
@@ -48,8 +51,20 @@ class CSVLogger(Logger):
         if new:  # a wider header: the whole file again, atomically
             self.columns += new
             self._rewrite()
-        else:
-            append_line(self.path, self._line(row))
+        else:  # to the OS at once (a killed process loses nothing); to the disk at each checkpoint and at the end
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(self._line(row))
+
+    def flush(self) -> None:
+        if self.path is not None and self.path.is_file():
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def close(self, status: str = "completed") -> None:
+        self.flush()
 
     def hint(self, run_dir: Path):
         import shlex

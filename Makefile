@@ -12,13 +12,13 @@ JOBS ?= auto
 XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist worksteal)
 BENCH_ARGS ?=
 
-.PHONY: install demo test test-fast test-slow bench bench-gpu tensorboard clean
+.PHONY: install demo test test-fast test-slow bench bench-gpu tensorboard docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test,launchers,optuna,mlflow,wandb]'
+	$(PY) -m pip install -q -e '.[test,launchers,optuna,mlflow,wandb,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -57,5 +57,14 @@ tensorboard: $(STAMP)
 	mkdir -p outputs multirun
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun
 
+## docs: the manual (docs/ -> site/) with MkDocs; --strict: a broken link, anchor or nav entry fails the build;
+## the configuration reference is generated from the schema at each build (docs/hooks/config_reference.py)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+## docs-serve: preview the manual at http://127.0.0.1:8000 (rebuilt on every save)
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

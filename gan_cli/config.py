@@ -48,14 +48,14 @@ class OnNonFinite(str, Enum):
 @dataclass
 class OptimConfig:
     name: str = "adam"  # any torch.optim class, case-insensitive (adam, rmsprop, sgd, adamw ...)
-    lr: float = 2e-4
+    lr: float = 2e-4  # learning rate
     beta1: float = 0.5  # Adam-family only
-    beta2: float = 0.999
+    beta2: float = 0.999  # Adam-family only
     # the fraction of lr left at the last step (1: a constant lr; 0.01: down to lr / 100), reached along
     # decay_shape: exp, lr * decay^fraction; linear, lr * (1 - (1 - decay) * fraction) (decay=0: Mimicry's and
     # SNGAN's linear decay to 0), with fraction = step / (steps - 1)
     decay: float = 1.0
-    decay_shape: str = "exp"
+    decay_shape: str = "exp"  # exp | linear (see decay)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ObjectiveConfig:
 
     _target_: str = MISSING
     name: str = MISSING  # a label (titles, HParams, folder names)
-    n_critic: int = 1
+    n_critic: int = 1  # D (critic) steps per G step
     # WGAN reference code: 100 critic steps for the first 25 G steps and every 500th
     warmup_critic_steps: int = 0
     warmup_g_steps: int = 0
@@ -222,23 +222,23 @@ class TrainConfig:
     ema: EMAConfig = field(default_factory=EMAConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     dist: DistConfig = field(default_factory=DistConfig)
-    seed: int = 0
+    seed: int = 0  # every random stream of the run derives from it (gan_cli.seeds)
     steps: int = 3000  # generator steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    deterministic: bool = True
-    log_every: int = 50
-    image_every: int = 500
-    ckpt_every: int = 1000
-    keep_ckpts: int = 3
+    deterministic: bool = True  # cuDNN's deterministic kernels on CUDA (false: its autotuner)
+    log_every: int = 50  # scalars to the trackers and scalars.jsonl every N generator steps
+    image_every: int = 500  # sample pictures every N steps (0: none)
+    ckpt_every: int = 1000  # a checkpoint every N steps (0: only the final one)
+    keep_ckpts: int = 3  # the newest N periodic checkpoints are kept
     # keep checkpoints/best.pt: the step with the best value of this metric (its registry direction),
     # e.g. ckpt_best=fid; never rotated away
     ckpt_best: Optional[str] = None
     eval_every: int = 0  # 0: only at the end (when a metric suite is set)
     estimate_batch: int = 1024  # held-out batch for the divergence estimate
-    num_image_samples: int = 64
-    resume: Optional[str] = None
+    num_image_samples: int = 64  # samples in the picture (a conditional run: one row per class)
+    resume: Optional[str] = None  # a run folder: continue it from its newest good checkpoint
     out_dir: Optional[str] = None  # default: Hydra's run folder
-    progress: bool = True
+    progress: bool = True  # the progress bar
     experiment: Optional[str] = None  # set by conf/experiment presets
     # hparams_search presets: the result key an Optuna study optimises (rkl_2.5k, fid10k_clf ...); the task
     # function returns it and its registry direction must be the study's (gan_cli.cli.search)

@@ -14,7 +14,7 @@ from conftest import BIN, Quadratic
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "plugin"
-# The README's command, word for word (run from the repository root).
+# The manual's command (docs/extending.md), word for word (run from the repository root).
 README_COMMAND = "PYTHONPATH=examples/plugin gan-train hydra.searchpath=[file://examples/plugin/conf] model=lsgan data=ring8 steps=300"
 
 
@@ -25,8 +25,8 @@ def plugin_path():
     sys.path.remove(str(PLUGIN))
 
 
-def test_readme_shows_the_command():
-    assert README_COMMAND in (ROOT / "README.md").read_text()
+def test_the_manual_shows_the_command():
+    assert README_COMMAND in (ROOT / "docs" / "extending.md").read_text()
 
 
 def test_nothing_in_the_package_names_the_plugin():

@@ -97,7 +97,7 @@ def real_floor(split: str, extra: list):
 CLF = (("fid", "FID_clf", "{:.2f}", "clf"), ("kid", "KID_clf", "{:.4f}", "clf"),
        ("precision", "precision", "{:.3f}", "clf"), ("recall", "recall", "{:.3f}", "clf"),
        ("density", "density", "{:.3f}", "clf"), ("coverage", "coverage", "{:.3f}", "clf"))
-STACKED = (("modes", "modes (of 1000)", "{:.1f}", "stacked"), ("kl", "KL(p_gen || uniform)", "{:.3f}", "stacked"))
+STACKED = (("modes", "modes (of 1000)", "{:.1f}", "stacked"), ("kl", "KL(p_gen, uniform)", "{:.3f}", "stacked"))
 COND = (("class_acc", "class accuracy", "{:.3f}", "clf"), ("class_acc_real", "ceiling (real test split)", "{:.3f}", "clf"),
         ("ifid", "intra-class FID_clf", "{:.2f}", "clf"), ("fid", "FID_clf", "{:.2f}", "clf"), ("cas", "CAS", "{:.3f}", "clf"))
 

@@ -37,6 +37,11 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, exit code 2."""
 
 
+def first_line(e: BaseException, limit: Optional[int] = 300) -> str:
+    """An exception's first line (its type's name when it has no text), cut at ``limit`` characters (None: whole)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 class OnNonFinite(str, Enum):
     stop = "stop"
     skip = "skip"

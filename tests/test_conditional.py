@@ -140,8 +140,8 @@ def test_the_picture_has_one_row_per_class(tmp_path):
     from gan_cli.training.loop import class_grid
 
     z = torch.arange(64.0)[:, None]
-    zs, cs = class_grid(z, 10)
-    assert torch.equal(cs, torch.arange(10).repeat_interleave(6)) and torch.equal(zs[:, 0], z[:6, 0].repeat(10))
+    zs, cs, cols = class_grid(z, 10)
+    assert cols == 6 and torch.equal(cs, torch.arange(10).repeat_interleave(6)) and torch.equal(zs[:, 0], z[:6, 0].repeat(10))
     train(compose_train("data=digits", "net=dcgan", "net.channels=8", "cond=concat", "steps=2", "image_every=2",
                         "metrics=none", "device=cpu", tmp_path=tmp_path / "run"))
     ea = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0})

@@ -278,6 +278,7 @@ def export_samples(G, latent: int, device, info, cfg) -> dict:
     ``export.class`` only, or every class equally often (sample i of class i mod K); either way ``labels.csv``
     (file,class) is written beside the PNG files."""
     from gan_cli.metrics.evaluator import class_count, generator_sampler
+    from gan_cli.metrics.features import to_uint8
 
     if info.kind != "image":
         raise UserError(f"export= writes images, but data={info.name} is {info.kind} data; evaluate it with metrics=toy.")
@@ -293,17 +294,17 @@ def export_samples(G, latent: int, device, info, cfg) -> dict:
     _new_folder(out)
 
     def u8_batch(k):  # [-1, 1] -> 0..255
-        return ((sample(k).detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return to_uint8(sample(k))
 
     mode = _write_pngs(out, u8_batch, n, int(info.shape[0]))
     report = {"export": str(out), "n": n, "truncation": kind, "psi": float(cfg.truncation.psi), "seed": int(cfg.seed)}
-    what = ""
-    if class_count(G):
+    what, n_classes = "", class_count(G)
+    if n_classes:
         labels = sample.labels(n)
         names = png_names(n)
         atomic_write_text(out / "labels.csv", "file,class\n" + "".join(f"{f},{c}\n" for f, c in zip(names, labels)))
         report.update({"class": None if cls is None else int(cls), "labels": str(out / "labels.csv")})
-        what = f" of class {cls}" if cls is not None else f", {class_count(G)} classes equally often, labels.csv"
+        what = f" of class {cls}" if cls is not None else f", {n_classes} classes equally often, labels.csv"
     print(f"wrote {n} PNG files ({info.shape[-1]}x{info.shape[-2]}, {mode}){what} to {shell_path(out)}")
     return report
 

@@ -31,7 +31,8 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from .base import Logger, Loggers, TrackerStartError, figure_png, first_line
+from ..config import first_line
+from .base import Logger, Loggers, TrackerStartError, figure_png
 
 #: how long flush / close wait for the child (a store on a slow network)
 WAIT_S = 300.0

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from ..config import UserError
+from ..config import UserError, first_line
 
 
 class Logger:
@@ -111,11 +111,6 @@ def sweep_of(run_dir: Path) -> Optional[Path]:
     except Exception:  # not inside a Hydra job
         parent = Path(run_dir).resolve().parent
         return parent if (parent / "multirun.yaml").is_file() else None
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """An exception's first line (its type's name when it has no text), cut at ``limit`` characters."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 def figure_rgb(figure):

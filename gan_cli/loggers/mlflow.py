@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config import LoggerConfig, UserError, component_schema
-from .base import Logger, figure_png, first_line, flat_params, launch_dir, read_state, require, sweep_of, write_state
+from ..config import LoggerConfig, UserError, component_schema, first_line
+from .base import Logger, figure_png, flat_params, launch_dir, read_state, require, sweep_of, write_state
 
 DEFAULT_STORE = "outputs/mlflow.db"
 #: MLflow's limits: 100 params and 1000 metrics a batch, param values of 6000 characters

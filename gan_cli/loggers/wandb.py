@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config import LoggerConfig, UserError, component_schema
-from .base import Logger, figure_png, first_line, read_state, require, sweep_of, write_state
+from ..config import LoggerConfig, UserError, component_schema, first_line
+from .base import Logger, figure_png, read_state, require, sweep_of, write_state
 
 MODES = ("offline", "online", "disabled")
 

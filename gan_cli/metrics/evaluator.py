@@ -230,20 +230,20 @@ class Evaluator:
         if self.inputs == "points":
             c = self.chunk
             return torch.cat([sample_fn(min(c, n - i)) for i in range(0, n, c)]).detach().cpu().double().numpy()
-        from gan_cli.metrics.features import extract_features
+        from gan_cli.metrics.features import extract_features, to_uint8
 
         self._fake_images = None
-        if any(m.images for m in self.metrics):  # e.g. CAS trains on the generated images: keep them (uint8)
+        keep = any(m.images for m in self.metrics)  # e.g. CAS trains on the generated images: keep them (uint8)
+        if keep:
             kept, inner = [], sample_fn
 
             def sample_fn(k):
                 x = inner(k)
-                kept.append(((x.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-                            if x.dtype != torch.uint8 else x.cpu())
+                kept.append(to_uint8(x))
                 return x
 
         feats = extract_features(self.extractor(), sample_fn, n, self.chunk, self.device)
-        if any(m.images for m in self.metrics):
+        if keep:
             self._fake_images = torch.cat(kept)
         return feats
 

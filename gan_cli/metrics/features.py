@@ -44,6 +44,14 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float()
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 in [0, 255] on the CPU (``round((x + 1) * 127.5)``, clamped): how ``gan-eval
+    export`` writes them, the inverse of :func:`to_unit_range`; uint8 images are passed through."""
+    if images.dtype == torch.uint8:
+        return images.cpu()
+    return ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def tensor_sampler(images: torch.Tensor) -> Callable[[int], torch.Tensor]:
     """A ``sample_fn`` that walks through ``images`` in order (real data): call k returns the next n rows."""
     state = {"pos": 0}

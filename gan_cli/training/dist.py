@@ -49,7 +49,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from gan_cli.config import UserError
+from gan_cli.config import UserError, first_line
 
 
 class Context:
@@ -328,7 +328,7 @@ def failures(ctx: Context, run_dir):
         from gan_cli.runs.hints import resume_command
 
         who = _dead_child(ctx) or "another rank stopped or lost its connection"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e, None)
         if "]" in first:  # drop gloo's source location prefix
             first = first.split("]", 1)[1].strip()
         raise UserError(f"distributed training failed: {who} ({first[:160]}); every rank stopped (collective timeout "

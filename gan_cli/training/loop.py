@@ -44,13 +44,13 @@ CLASS_ROWS = 100
 
 
 def class_grid(z: torch.Tensor, n_classes: int, max_rows: int = CLASS_ROWS):
-    """The latents and classes of a class-conditional picture: one row per class (the first ``max_rows``
+    """``(latents, classes, columns)`` of a class-conditional picture: one row per class (the first ``max_rows``
     classes), ``len(z) // rows`` columns (at least 1), column j the latent ``z[j]`` in every row."""
     rows = min(int(n_classes), max_rows)
     cols = max(len(z) // rows, 1)
     zs = z[:cols].repeat(rows, 1)
     cs = torch.arange(rows, device=z.device).repeat_interleave(cols)
-    return zs, cs
+    return zs, cs, cols
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -123,8 +123,7 @@ class Trainer:
                                    generator=seeds.generator(cfg.seed, "fixed_z")).to(self.device)
         self.fixed_c, self.grid_columns = None, None  # None: a square grid
         if self.cond is not None:  # the picture: one row per class, the same latents along each column
-            self.fixed_z, self.fixed_c = class_grid(self.fixed_z, self.cond.n_classes)
-            self.grid_columns = len(self.fixed_z) // min(self.cond.n_classes, CLASS_ROWS)
+            self.fixed_z, self.fixed_c, self.grid_columns = class_grid(self.fixed_z, self.cond.n_classes)
         # the one path into D: augment pipe -> the regularisers' input transforms -> packing -> D(x, c)
         self.path = DPath(self.speed.D, self.augment, [r for r in self.regularizers.values() if r.has_transform],
                           parts.pack, self.gen)

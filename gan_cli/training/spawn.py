@@ -14,7 +14,7 @@ import sys
 import torch
 
 from gan_cli.training import dist
-from gan_cli.config import UserError
+from gan_cli.config import UserError, first_line
 
 
 def start(cfg, payload: dict) -> dist.Context:
@@ -93,7 +93,7 @@ def follow(ctx: dist.Context) -> int:
 
 
 def _own_error(ctx: dist.Context, e: BaseException, code: int) -> int:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = first_line(e, None)
     print(f"gan-train: rank {ctx.rank}: error: {type(e).__name__ if not isinstance(e, UserError) else ''}"
           f"{': ' if not isinstance(e, UserError) else ''}{first}", file=sys.stderr)
     return code

@@ -1,8 +1,13 @@
 """The logging seam: one Logger interface, a fan-out that never stops training for a tracker, TensorBoard."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import compose_train
+
+from gan_cli.loggers import Logger
 
 
 def test_a_failing_tracker_is_dropped_with_one_warning_and_the_others_go_on(capsys):
@@ -92,3 +97,42 @@ def test_a_missing_option_is_one_line_naming_the_group_and_its_choices(group, va
     assert line == (f"{group}={bad}: there is no such {group} option; choose one of: {', '.join(options)} "
                     f"(conf/{group}/ and hydra.searchpath).")
     assert first_error([f"{group}=" + ("[]" if group == "reg" else options[0])]) is None
+
+
+
+class Lingers(Logger):
+    """A tracker whose close writes a file, then leaves its process alive for a minute, as W&B's teardown of its
+    service keeps the interpreter for seconds after ``finish``."""
+
+    name = "lingers"
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def close(self, status="completed"):
+        import atexit
+        import time
+
+        Path(self.path).write_text(f"{status} {os.nice(0)}")
+        atexit.register(time.sleep, 60)
+
+
+def test_a_background_tracker_runs_below_training_and_close_waits_for_its_writes_not_its_exit(tmp_path):
+    """The child runs at a lower priority than the run (nice +10: where every core is busy, training goes first);
+    close returns once the tracker has closed -- its last write is on disk -- while the child's interpreter is still
+    tearing down (here: a minute), which the run does not wait for."""
+    from gan_cli.loggers.background import BackgroundLogger
+
+    bg = BackgroundLogger(Lingers(tmp_path / "closed.txt"))
+    bg.start(tmp_path)
+    proc = bg.proc
+    try:
+        bg.flush()  # the child has started and answered
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        bg.close("completed")
+        status, nice = (tmp_path / "closed.txt").read_text().split()
+        assert status == "completed" and int(nice) == os.getpriority(os.PRIO_PROCESS, proc.pid)
+        assert proc.poll() is None  # still in its atexit sleep: close did not wait for it
+    finally:
+        proc.kill()
+        proc.wait()

@@ -15,7 +15,8 @@ own pipe.  The child imports and writes on another core while the parent trains.
 * **Calls** go in order; figures travel as their PNG bytes.  A call that fails in the child turns the tracker off
   with one warning line, as any tracker failure (:class:`gan_cli.loggers.Loggers`); the others go on.
 * **flush** (before each checkpoint) waits until the child has written everything sent so far: the store holds
-  every step up to the checkpoint, as a resume expects.  **close** waits for the child to close the tracker and exit.
+  every step up to the checkpoint, as a resume expects.  **close** waits for the child to close the tracker (its
+  last writes done), not for the child's interpreter to exit (W&B's teardown of its service: seconds).
 * The child ignores SIGINT / SIGTERM (the parent stops the run and closes the tracker with status ``interrupted``)
   and exits when the parent is gone (its stdin closes).  What the tracker libraries print goes to stderr.
 """
@@ -50,6 +51,10 @@ def serve() -> None:
     ``sys.path`` and the tracker, start it, then run the calls in order until ``close`` or the end of stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:  # background work: where the cores are all busy, training goes first (W&B's service inherits it)
+        os.nice(10)
+    except OSError:
+        pass
     replies = os.fdopen(os.dup(1), "wb")  # the answers' pipe; fd 1 now shows what libraries print, on stderr
     os.dup2(2, 1)
     commands = sys.stdin.buffer
@@ -208,18 +213,25 @@ class BackgroundLogger(Logger):
     def close(self, status: str = "completed") -> None:
         if self.proc is None:
             return
+        closed = False
         try:
             self.begin("close", str(status))
             self._begun = None
             self._wait("closed")
+            closed = True
         finally:
             self.outbox.put(None)
             proc, self.proc = self.proc, None
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            if closed:
+                # the tracker is closed, everything written; what is left is the child's interpreter exit (the
+                # libraries' own teardown: W&B stops its service), seconds the run need not wait for
+                threading.Thread(target=proc.wait, daemon=True, name=f"gan_cli-{self.name}-exit").start()
+            else:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
     def abandon(self) -> None:
         """Stop the child without closing the tracker (it failed): its stdin closes, it exits."""

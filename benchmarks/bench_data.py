@@ -48,7 +48,7 @@ def images_per_s(src, batch: int, batches: int, device: torch.device, repeat: in
     for _ in range(repeat):
         t0 = time.perf_counter()
         for _ in range(batches):
-            x = src.sample(batch, g)
+            x, _ = src.sample(batch, g)
         if device.type == "cuda":
             torch.cuda.synchronize()
         assert x.shape[0] == batch

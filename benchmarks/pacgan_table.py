@@ -62,17 +62,20 @@ def main(argv=None) -> None:
     ap.add_argument("--subset-seeds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "multirun" / "pacgan_table")
     ap.add_argument("--summarize", action="store_true", help="only read --out and print the tables")
+    ap.add_argument("overrides", nargs="*",
+                    help="gan-train overrides for every job (device=cuda metrics.num_samples=...)")
     a = ap.parse_args(argv)
     seeds = ",".join(str(s) for s in range(a.seeds))
     out = a.out.resolve()
     parts = {"table": out / "table", "subset": out / "steps_subset"}
     walls = {}
     if not a.summarize:
-        walls["table"] = sweep(parts["table"], a.n_jobs, f"seed={seeds}", *([f"steps={a.steps}"] if a.steps else []))
+        walls["table"] = sweep(parts["table"], a.n_jobs, f"seed={seeds}", *([f"steps={a.steps}"] if a.steps else []),
+                               *a.overrides)
         if a.subset_steps:
             walls["subset"] = sweep(parts["subset"], a.n_jobs, "experiment@_global_=pacgan_table_gan,pacgan_table_pac2",
                                     "data=grid25", f"seed={','.join(str(s) for s in range(a.subset_seeds))}",
-                                    f"steps={a.subset_steps}")
+                                    f"steps={a.subset_steps}", *a.overrides)
     tables = sorted(out.glob("table*"))  # table/ and any extra sweeps of rows added by hand (table_b/ ...)
     md = table(tables)
     note = (f"\nPaper: {PAPER_STEPS:,} generator steps, 10 trials.  Sweep wall time (2 jobs in parallel): "

@@ -117,3 +117,53 @@ def test_every_gan_eval_command_in_the_docs_composes(page, argv):
     check_argv(args)
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
         compose("eval", overrides=[f"{k}={_first(v)}" for k, v in (a.split("=", 1) for a in args)])
+
+
+def _known_keys() -> set:
+    """Every dotted key gan-train or gan-eval accepts: the reference's (the schema's and every option's) and gan-eval's
+    own (with its short spelling export.class)."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.config import EvalConfig
+
+    reference = (DOCS / "reference" / "configuration.md").read_text()
+    keys = set(re.findall(r"^\| `([a-z_][\w.]*)` \|", reference, flags=re.M))
+
+    def walk(node, prefix=""):
+        for k, v in node.items():
+            keys.add(prefix + k)
+            if OmegaConf.is_dict(v):
+                walk(v, prefix + k + ".")
+    walk(OmegaConf.structured(EvalConfig))
+    for f in (ROOT / "examples" / "plugin" / "conf").glob("*/*.yaml"):  # the plugin's own (docs/extending.md)
+        group = f"{f.parent.name}.{f.stem}" if f.parent.name in ("reg", "logger") else f.parent.name
+        walk(OmegaConf.load(f), group + ".")
+        keys.add(group)
+    return keys | {"export.class"}
+
+
+#: file names, not keys (metrics.jsonl, truncation.csv ...)
+FILES = r"\.(jsonl?|csv|png|md|pt|ya?ml|npz|db|py|txt)$"
+
+
+def _moved() -> set:
+    """The earlier spellings gan-train names the new one for (the manual lists them with their fix)."""
+    from gan_cli.config import MOVED
+
+    return set(MOVED)
+
+
+_SPAN = re.compile(r"(?<!`)`([a-z_]+(?:\.[a-z0-9_]+)+)(?:=[^`]*)?`(?!`)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_config_key_the_prose_names_exists(page):
+    """An inline `key` or `key=value` whose first part is a config key or group (model., data., metrics. ...) names a
+    key gan-train or gan-eval has: a renamed key cannot linger in the manual."""
+    known, moved = _known_keys(), _moved()
+    roots = {k.split(".", 1)[0] for k in known}
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    names = [k for k in _SPAN.findall(text) if k.split(".", 1)[0] in roots and not re.search(FILES, k)]
+    bad = [k for k in names if k not in known and not any(n.startswith(k + ".") for n in known)
+           and k not in moved]
+    assert not bad, f"{page.relative_to(ROOT)} names keys that do not exist: {sorted(set(bad))}"

@@ -50,11 +50,14 @@ def test_every_relative_link_resolves(page):
 
 
 def _commands(tool: str = "gan-train"):
-    """(page, argv) of every ``tool`` command in a code block; placeholders (<run folder>, $PWD ...) are dropped with
-    the arguments that hold them (the keys of the rest must exist)."""
+    """(page, argv) of every ``tool`` command shown; placeholders (<run folder>, $PWD ...) are dropped with
+    the arguments that hold them (the keys of the rest must exist); in code blocks and inline (`gan-train data=digits`)."""
     out = []
     for page in PAGES:
-        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text(), flags=re.S):
+        text = page.read_text()
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        inline = re.findall(rf"(?<!`)`((?:\.venv/bin/)?{tool}(?: [^`]*)?)`(?!`)", prose)  # `gan-train data=digits`
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S) + inline:
             for line in block.splitlines():
                 line = line.split(" #", 1)[0].strip()
                 m = re.match(rf"^(?:PYTHONPATH=\S+ )?(?:\.venv/bin/)?{tool}(?:\s|$)(.*)$", line)
@@ -67,7 +70,7 @@ def _commands(tool: str = "gan-train"):
                 if any(a.startswith("hydra.searchpath") for a in argv):
                     continue  # a plugin's own configs (docs/extending.md): tests/test_plugin.py runs that command
                 # placeholders and syntax (<run>, $PWD, ..., [optional], a|b choices) are not arguments
-                argv = [a for a in argv if not re.search(r"<|>|\$|\.\.\.|\||^\[", a)]
+                argv = [a for a in argv if not re.search(r"<|>|\$|\.\.\.|\||^\[|=$|=[A-Z]$", a)]  # S, N: a value to choose
                 if tool == "gan-train" and len(argv) < len(shlex.split(m.group(1))):
                     continue  # a gan-train line with a placeholder: its keys may depend on it (resume=<run>)
                 out.append((page.relative_to(ROOT), argv))

@@ -22,6 +22,12 @@ torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 BIN = Path(sys.executable).parent
 
+
+def process_env(**extra: str) -> dict:
+    """The environment of a test's real process: this environment with the venv's console scripts first on PATH
+    (gan-train, tensorboard, mlflow as a shell finds them) and one torch thread, plus ``extra``."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **extra}
+
 # ----------------------------------------------------------------------------- the console scripts, in this process
 
 _MAINS = {"gan-train": "gan_cli.cli.train", "gan-eval": "gan_cli.cli.evaluate"}

@@ -3,13 +3,12 @@ figures are measured by `make bench`, not here).  A refactoring that breaks one 
 (bench_data.py and bench_train.py both once read a data source's draw as one tensor after it became a Batch)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN
+from conftest import process_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,9 +35,7 @@ def test_every_make_bench_script_is_covered():
 @pytest.mark.parametrize("script", sorted(SMALL))
 def test_the_benchmark_runs_at_its_smallest_size(script, tmp_path):
     args, expect = SMALL[script]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-           "WANDB_SILENT": "true"}
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=tmp_path, env=env,
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=tmp_path, env=process_env(),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{script}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
     assert expect in r.stdout, r.stdout[-2000:]

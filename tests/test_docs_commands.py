@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from conftest import BIN, compose_train, run_cli
+from conftest import BIN, compose_train, process_env, run_cli
+from test_docs import PAGES as EVERY_PAGE
+from test_docs import _first as first_value
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
-PAGES = [p for p in sorted(DOCS.rglob("*.md")) if p.parent.name != "reference"] + [ROOT / "README.md"]
+PAGES = [p for p in EVERY_PAGE if p.parent.name != "reference"]  # (the reference shows no commands)
 
 #: why a shown command is not run here (its comment says so, as the reader sees it)
 MARK = re.compile(r"needs (a GPU|the internet|a Slurm cluster)")
@@ -297,7 +298,7 @@ class Reader:
             script = args[0]
             small = SMALL_ARGS[script]
             r = subprocess.run([sys.executable, str(ROOT / script), *args[1:], *small], cwd=self.cwd,
-                               capture_output=True, text=True, timeout=600, env=_env())
+                               capture_output=True, text=True, timeout=600, env=process_env())
             assert r.returncode == 0, f"{c.where()}\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}"
         else:
             raise AssertionError(f"{c.where()}: no way to run this command here: run it in a test, or mark it "
@@ -315,13 +316,7 @@ SMALL_ARGS = {
 def _first(arg: str) -> str:
     """``k=a,b,c`` -> ``k=a`` (a sweep's first value); lists ``k=[a,b]`` stay."""
     k, _, v = arg.partition("=")
-    return arg if v.startswith("[") else f"{k}={v.split(',')[0]}"
-
-
-def _env() -> dict:
-    import os
-
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    return f"{k}={first_value(v)}"
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, compose_train, run_cli
+from conftest import BIN, compose_train, process_env, run_cli
 
 from gan_cli.runs import checkpoint as ck
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _env():
-    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return process_env(PYTHONUNBUFFERED="1")
 
 
 def _run(args, cwd, timeout=300, tool="gan-train"):

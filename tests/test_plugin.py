@@ -2,7 +2,6 @@
 being the plugin's own), and metric (energy distance), used through hydra.searchpath, with nothing of them in
 gan_cli/ or conf/."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, Quadratic
+from conftest import Quadratic, process_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "plugin"
@@ -39,8 +38,7 @@ def test_nothing_in_the_package_names_the_plugin():
 
 
 def _run(cmd: str, cwd: Path, extra: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(f"{cmd} {extra}", shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(f"{cmd} {extra}", shell=True, cwd=cwd, env=process_env(), capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow

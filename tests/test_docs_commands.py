@@ -1,11 +1,11 @@
 """Every command the manual shows is run, at tiny size, or is marked as needing a GPU, the internet or a Slurm
-cluster (a comment ``# needs a GPU ...`` on its line, or on the first line of its block).
+cluster (a comment ``# needs a GPU ...`` on its line, or among the comments that open its block).
 
 Each page's commands run in order in a folder of their own, as a reader would paste them: a placeholder takes the
 value the reader would give it -- ``<run>`` / ``outputs/<date>/<time>_...`` the newest run folder (a tiny image run
 when the page made none), ``multirun/<date>/<time>`` the newest sweep, ``<images>`` a folder of real images,
 ``$PWD`` the folder; ``[optional]`` arguments are left out and ``a|b`` takes ``a``.  Tiny size: the shown
-arguments, then the few keys that make a run small (2 steps, batch 16, 200 evaluation samples, one seed of a seed
+arguments, then the few keys that make a run small (2 steps, batch 24, 200 evaluation samples, one seed of a seed
 sweep, two Optuna trials, the sequential launcher instead of joblib's processes) and small IDX files in place of
 Fashion-MNIST.  Servers (TensorBoard, ``mlflow ui``) are started on a free port and must answer; benchmark scripts
 take their smallest arguments.  ``gan-train`` / ``gan-eval`` run in this process (``run_cli``), the rest as
@@ -265,11 +265,17 @@ class Reader:
                 (self.cwd / top).symlink_to(ROOT / top)
         sys.path[:0] = paths  # PYTHONPATH, for a command run in this process
         try:
-            self._run(c, tool, tool_word, rest)
+            self._run(c, tool, rest)
         finally:
             del sys.path[:len(paths)]
 
-    def _run(self, c: Shown, tool: str, tool_word: str, rest: str) -> None:
+    def serve(self, c: Shown, argv: list[str], path: str = "/", expect: str = "") -> None:
+        """A server the page shows (TensorBoard, mlflow ui), on a free port of this host: it must answer."""
+        port = _free_port()
+        err = _answers([*argv, "--host", "127.0.0.1", "--port", str(port)], port, self.cwd, path, expect)
+        assert not err, f"{c.where()}: {err}"
+
+    def _run(self, c: Shown, tool: str, rest: str) -> None:
         args = self.resolve(rest)
         if tool == "gan-train":
             self.train(args)
@@ -277,23 +283,14 @@ class Reader:
             self.eval(args)
         elif tool == "make" and args == ["tensorboard"]:
             recipe = subprocess.run(["make", "-n", "-C", str(ROOT), "tensorboard"], capture_output=True, text=True)
-            line = [ln for ln in recipe.stdout.splitlines() if "tensorboard --" in ln][0]
-            argv = shlex.split(line)
-            port = _free_port()
-            err = _answers([str(ROOT / argv[0]) if "/" in argv[0] else argv[0], *argv[1:], "--host", "127.0.0.1",
-                            "--port", str(port)], port, self.cwd)
-            assert not err, f"{c.where()}: {err}"
+            argv = shlex.split([ln for ln in recipe.stdout.splitlines() if "tensorboard --" in ln][0])
+            self.serve(c, [str(ROOT / argv[0]) if "/" in argv[0] else argv[0], *argv[1:]])
         elif tool == "tensorboard":
-            port = _free_port()
-            err = _answers([str(BIN / "tensorboard"), *args, "--host", "127.0.0.1", "--port", str(port)], port,
-                           self.cwd)
-            assert not err, f"{c.where()}: {err}"
+            self.serve(c, [str(BIN / "tensorboard"), *args])
         elif tool == "mlflow" and args[:1] == ["ui"]:
             # the runs the page's commands logged are there (REST API; the experiment is named after the data set)
-            port = _free_port()
-            err = _answers([str(BIN / "mlflow"), *args, "--host", "127.0.0.1", "--port", str(port)], port, self.cwd,
-                           "/api/2.0/mlflow/experiments/search?max_results=100", '"name": "ring8"')
-            assert not err, f"{c.where()}: {err}"
+            self.serve(c, [str(BIN / "mlflow"), *args], "/api/2.0/mlflow/experiments/search?max_results=100",
+                       '"name": "ring8"')
         elif tool == "python" and args and args[0].startswith("benchmarks/"):
             script = args[0]
             small = SMALL_ARGS[script]

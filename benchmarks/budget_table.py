@@ -128,6 +128,11 @@ STACKED_ROWS = {
     "dcgan": ("DCGAN (experiment=stacked_dcgan)", ["experiment=stacked_dcgan"]),
     "pacgan2": ("PacDCGAN2 (experiment=stacked_pacgan2)", ["experiment=stacked_pacgan2"]),
     "best": ("best recipe (experiment=stacked_best)", ["experiment=stacked_best"]),
+    # PacGAN's Table 3 (after Unrolled GAN): a discriminator too weak for G, where DCGAN collapses and packing helps
+    "dcgan_d4": ("DCGAN, D at 1/4 of G's width (net.d_channels=16)", ["experiment=stacked_dcgan", "net.d_channels=16"]),
+    "pacgan3_d4": ("PacDCGAN3, D at 1/4 of G's width",
+                   ["experiment=stacked_pacgan2", "model.pack=3", "data.batch_size=192", "estimate_batch=1026",
+                    "net.d_channels=16"]),
 }
 
 

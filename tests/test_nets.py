@@ -94,6 +94,20 @@ def test_dcgan_width_follows_channels():
     assert big > 2 * small
 
 
+def test_dcgan_d_channels_narrows_d_alone():
+    """net.d_channels sets D's width and leaves G's (PacGAN Table 3's weak discriminators); null: as channels."""
+    def widths(m):
+        return [c.out_channels for c in m.modules() if isinstance(c, (nn.Conv2d, nn.ConvTranspose2d))]
+    G, D = build_nets(net("dcgan", channels=64), img(3, 28), 10, "batch")
+    G4, D4 = build_nets(net("dcgan", channels=64, d_channels=16), img(3, 28), 10, "batch")
+    assert widths(G4) == widths(G) == [128, 64, 3]
+    assert widths(D) == [64, 128, 1] and widths(D4) == [16, 32, 1]
+    x = torch.randn(5, 3, 28, 28)
+    assert D4(x).shape == (5,)
+    with pytest.raises(UserError, match=r"net.d_channels=0 must be >= 1"):
+        build_nets(net("dcgan", d_channels=0), img(1, 28), 10, "batch")
+
+
 def test_theta_generator_exact():
     G, D = build_nets(net("theta", theta0=0.75, hidden=16), LINES, 1, "batch")
     assert G.latent_dim == 1

@@ -493,6 +493,23 @@ def test_bad_input_exits_nonzero_with_clear_line_and_no_half_made_run(tmp_path):
     assert os.listdir(tmp_path / "empty_run") == []
 
 
+def test_a_command_refused_before_training_leaves_its_folder_to_the_corrected_command(tmp_path):
+    """A refused command records why in its folder (status.json 'failed'), but that record is not a run: pasting the
+    corrected command with the same out_dir trains there (it was refused with 'already holds a run; use resume=',
+    and resume found no checkpoint). A folder that holds a real run is still refused."""
+    out = tmp_path / "run"
+    tiny = [a for a in BASE if not a.startswith("steps")] + ["steps=5", f"out_dir={out}"]
+    r = run_cli("gan-train", [*tiny, "model.opt_d.lr=-1"], tmp_path)
+    assert r.returncode == 2 and "model.opt_d.lr=-1.0 is out of range" in r.stderr, r.stderr
+    assert _status(out)["state"] == "failed" and not ck.list_checkpoints(out)
+    r = run_cli("gan-train", tiny, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _status(out) == {"state": "completed", "step": 5} and (out / "results.json").is_file()
+    r = run_cli("gan-train", tiny, tmp_path)
+    assert r.returncode == 2 and "already holds a run; use resume=" in r.stderr, r.stderr
+    assert _status(out) == {"state": "completed", "step": 5}
+
+
 # ----------------------------------------------------------------------------- 6. sweeps
 
 

@@ -96,8 +96,14 @@ def _config_for_resume(cfg: DictConfig, saved: dict, overrides: list[str]) -> Di
 
 
 def holds_run(folder: Path) -> bool:
-    """True when ``folder`` already holds a gan-train run (a status, results or a checkpoint)."""
-    return (folder / "status.json").exists() or (folder / "results.json").exists() or bool(ck.list_checkpoints(folder))
+    """True when ``folder`` already holds a gan-train run (a status, results or a checkpoint).  A status that only
+    records a command refused before training (``before_training``) is not a run: the corrected command may use
+    the folder (nothing of a run was written there)."""
+    if (folder / "results.json").exists() or ck.list_checkpoints(folder):
+        return True
+    if not (folder / "status.json").exists():
+        return False
+    return not (read_json(folder / "status.json") or {}).get("before_training")
 
 
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
@@ -312,7 +318,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except UserError as e:
         status = Path(cfg.out_dir or hc.runtime.output_dir).expanduser() / "status.json"
         if not cfg.resume and status.parent.is_dir() and not holds_run(status.parent):  # failed before training: record why
-            _record(status, {"state": "failed", "step": 0, "error": str(e)})
+            _record(status, {"state": "failed", "step": 0, "error": str(e), "before_training": True})
         if direction is not None and isinstance(e, TrainingDiverged) and _is_multirun():
             from gan_cli.cli.search import worst
 

@@ -15,7 +15,8 @@ D mirrors G: ``Conv2d(4, stride 2, padding 1)`` blocks down to ``base x base``, 
 conv to one value.  ``d_norm``: ``batch`` (BatchNorm2d, not on the first layer, as DCGAN), ``layer``
 (GroupNorm(1, C): normalises each sample over (C, H, W) with a per-channel affine, the layer norm of
 the WGAN-GP reference code ``igul222/improved_wgan_training``), ``none`` (WGAN-GP's critic: the
-per-sample gradient penalty is invalid with batch norm).  Widths scale with ``channels`` (net.channels).
+per-sample gradient penalty is invalid with batch norm).  Widths scale with ``channels`` (net.channels); D's
+alone with ``d_channels`` (net.d_channels, default: as G's), e.g. the weak discriminators of PacGAN's Table 3.
 """
 from __future__ import annotations
 
@@ -123,18 +124,21 @@ class DCGANDiscriminator(nn.Module):
 
 
 def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64, spectral_norm: bool = False,
-          n_classes: int = 0):
+          n_classes: int = 0, d_channels: Optional[int] = None):
     """``net=dcgan``: (G, D) for square image data of a size in :data:`SIZES`; ``spectral_norm``: D's convs
     spectrally normalised (:mod:`.spectral`; needs ``d_norm=none``); ``n_classes``: G's batch norms
-    class-conditional (``cond=projection``)."""
+    class-conditional (``cond=projection``); ``d_channels``: D's base width (default ``channels``)."""
     shape = tuple(int(s) for s in info.shape)
     if info.kind != "image" or len(shape) != 3:
         raise UserError(f"net=dcgan needs image data, but data={info.name} is {info.kind} with shape {shape}: "
                         f"use net=mlp (or net=auto).")
     dcgan_plan(shape)  # UserError naming the supported sizes
+    d_channels = channels if d_channels is None else d_channels
+    if int(channels) < 1 or int(d_channels) < 1:
+        raise UserError(f"net.channels={channels} and net.d_channels={d_channels} must be >= 1.")
     if spectral_norm:
         check_norm(d_norm, "DCGAN-style")
-    D = DCGANDiscriminator(shape, int(channels), d_norm)
+    D = DCGANDiscriminator(shape, int(d_channels), d_norm)
     return (DCGANGenerator(latent_dim, shape, int(channels), int(n_classes)),
             spectral_normalise(D) if spectral_norm else D)
 
@@ -143,4 +147,5 @@ def build(info, latent_dim: int, d_norm: str = "batch", channels: int = 64, spec
 @dataclass
 class DCGANNetConfig(NetConfig):
     channels: int = 64  # base width
+    d_channels: Optional[int] = None  # D's base width (null: as channels)
     spectral_norm: bool = False  # spectral normalisation of D's convs (needs model.d_norm=none)

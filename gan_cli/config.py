@@ -343,6 +343,8 @@ _RANGES = [
     ("net.hidden", lambda v: v >= 1, "must be >= 1"),
     ("net.depth", lambda v: v >= 1, "must be >= 1"),
     ("net.channels", lambda v: v >= 1, "must be >= 1"),
+    ("net.d_channels", lambda v: v is None or v >= 1, "must be >= 1 (net=dcgan: null, as net.channels)"),
+    ("net.g_channels", lambda v: v >= 1, "must be >= 1"),
     ("net.latent_dim", lambda v: v >= 0, "must be >= 0 (0: the data set's default)"),
     ("net.codes", lambda v: v >= 0, "must be >= 0 (0: no categorical code)"),
     ("net.code_dim", lambda v: v >= 1, "must be >= 1"),

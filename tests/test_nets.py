@@ -106,6 +106,13 @@ def test_dcgan_d_channels_narrows_d_alone():
     assert D4(x).shape == (5,)
     with pytest.raises(UserError, match=r"net.d_channels=0 must be >= 1"):
         build_nets(net("dcgan", d_channels=0), img(1, 28), 10, "batch")
+    from gan_cli.config import validate
+    from conftest import compose_train
+
+    for over in (["net=dcgan"], []):  # net=auto carries the knob too (data=digits: the DCGAN nets)
+        with pytest.raises(UserError, match=r"net.d_channels=0 is out of range: must be >= 1"):
+            validate(compose_train("data=digits", *over, "net.d_channels=0"))
+        validate(compose_train("data=digits", *over, "net.d_channels=16"))
 
 
 def test_theta_generator_exact():

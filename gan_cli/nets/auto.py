@@ -1,6 +1,6 @@
 """``net=auto``: the data set's default architecture (``data.default_net``, a builder's import path).
 
-The auto config carries the knobs of every built-in net (``hidden``, ``depth``, ``channels``,
+The auto config carries the knobs of every built-in net (``hidden``, ``depth``, ``channels``, ``d_channels``,
 ``theta0``, ``mu0``, ``sigma0``) so that ``net.hidden=512`` works without naming the net; the
 builder receives those its signature accepts.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Optional
 
 from hydra.utils import get_method
 
@@ -36,6 +37,7 @@ class AutoNetConfig(NetConfig):
     hidden: int = 128
     depth: int = 3
     channels: int = 64
+    d_channels: Optional[int] = None  # D's base width for the DCGAN nets (null: as channels)
     theta0: float = 1.0
     mu0: float = 0.0
     sigma0: float = 1.0

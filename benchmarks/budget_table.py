@@ -128,6 +128,7 @@ STACKED_ROWS = {
     "dcgan": ("DCGAN (experiment=stacked_dcgan)", ["experiment=stacked_dcgan"]),
     "pacgan2": ("PacDCGAN2 (experiment=stacked_pacgan2)", ["experiment=stacked_pacgan2"]),
     "best": ("best recipe (experiment=stacked_best)", ["experiment=stacked_best"]),
+    "t_ema": ("DCGAN + EMA 0.999 (a trial for the best recipe)", ["experiment=stacked_dcgan", "ema.beta=0.999"]),
     # PacGAN's Table 3 (after Unrolled GAN): a discriminator too weak for G, where DCGAN collapses and packing helps
     "dcgan_d4": ("DCGAN, D at 1/4 of G's width (net.d_channels=16)", ["experiment=stacked_dcgan", "net.d_channels=16"]),
     "pacgan3_d4": ("PacDCGAN3, D at 1/4 of G's width",

@@ -39,3 +39,35 @@ def test_the_benchmark_runs_at_its_smallest_size(script, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{script}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
     assert expect in r.stdout, r.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_the_budget_table_runs_records_skips_what_is_done_and_summarizes(tmp_path, digits_cache):
+    """benchmarks/budget_table.py (the docs' stacked, conditional and quality tables) at its smallest: the floor and
+    one row of stacked digits, one seed, a 3 CPU-second budget.  Each run is recorded with its steps and CPU time, the
+    row's rate is calibrated, the table holds both rows, and a second call trains nothing again."""
+    import json
+    import math
+    import shutil
+
+    home = tmp_path / "home"  # the domain classifier from the shared cache, not the user's ~/.cache
+    shutil.copytree(digits_cache, home / ".cache" / "gan_cli")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "budget_table.py"), "stacked_digits", "--rows", "floor,dcgan",
+           "--seeds", "1", "--budget", "3", "--calib-steps", "8", "--num-samples", "300", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=process_env(HOME=str(home)), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    runs = {ln["row"]: ln for ln in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(runs) == {"floor", "dcgan"}
+    assert runs["dcgan"]["steps"] >= 10 and runs["dcgan"]["train_cpu_s"] > 0
+    for row in runs.values():
+        assert 1 <= row["modes"] <= 300 and 0 <= row["kl"] <= math.log(1000)
+    assert json.loads((out / "calibration.json").read_text())["dcgan"]["cpu_s_per_step"] > 0
+    table = (out / "table.md").read_text()
+    assert "| floor: real stacked samples (train draw) | 0 |" in table and "| DCGAN (experiment=stacked_dcgan) | 0 |" in table
+    assert table in r.stdout
+    done = out / "dcgan" / "seed0" / "results.json"
+    before = done.stat().st_mtime_ns
+    r = subprocess.run(cmd, cwd=tmp_path, env=process_env(HOME=str(home)), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and done.stat().st_mtime_ns == before, r.stderr[-2000:]
+    assert table in r.stdout

@@ -131,7 +131,8 @@ STACKED_ROWS = {
     "t_pac2_half_ema": ("trial: PacDCGAN2 at half width (net.channels=32) + EMA 0.999",
                         ["experiment=stacked_pacgan2", "net.channels=32", "ema.beta=0.999"]),
     "t_ema": ("trial: DCGAN + EMA 0.999", ["experiment=stacked_dcgan", "ema.beta=0.999"]),
-    # PacGAN's Table 3 (after Unrolled GAN): a discriminator too weak for G, where DCGAN collapses and packing helps
+    # PacGAN's Table 3 (after Unrolled GAN): a discriminator too weak for G, where their DCGAN collapsed and packing
+    # helped
     "dcgan_d4": ("DCGAN, D at 1/4 of G's width (net.d_channels=16)", ["experiment=stacked_dcgan", "net.d_channels=16"]),
     "pacgan3_d4": ("PacDCGAN3, D at 1/4 of G's width",
                    ["experiment=stacked_pacgan2", "model.pack=3", "data.batch_size=192", "estimate_batch=1026",

@@ -28,6 +28,18 @@ def process_env(**extra: str) -> dict:
     (gan-train, tensorboard, mlflow as a shell finds them) and one torch thread, plus ``extra``."""
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **extra}
 
+def load_file_module(path: Path):
+    """The Python file ``path`` (a benchmark script, a docs hook, vendored code) imported as a module named after it;
+    registered in sys.modules while it runs, as an import would (its dataclasses look their module up there)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 # ----------------------------------------------------------------------------- the console scripts, in this process
 
 _MAINS = {"gan-train": "gan_cli.cli.train", "gan-eval": "gan_cli.cli.evaluate"}

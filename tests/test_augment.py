@@ -2,14 +2,13 @@
 bgc pipeline's properties, the p heuristic, p in the checkpoint and a resumed run ending as the straight one)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, interrupted_and_resumed, run_cli
+from conftest import compose_train, interrupted_and_resumed, load_file_module, run_cli
 
 from gan_cli.augment.ada import ADA
 from gan_cli.augment.diffaugment import DiffAugment
@@ -34,11 +33,7 @@ def _fixed(pipe, gen):
 
 def _authors():
     """mit-han-lab/data-efficient-gans DiffAugment_pytorch.py, vendored unchanged in benchmarks/third_party."""
-    spec = importlib.util.spec_from_file_location("DiffAugment_pytorch", REPO / "benchmarks" / "third_party" /
-                                                  "DiffAugment_pytorch.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(REPO / "benchmarks" / "third_party" / "DiffAugment_pytorch.py")
 
 
 @pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout", "translation,color"])

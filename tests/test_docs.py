@@ -2,12 +2,12 @@
 front page, and every gan-train command shown composes (each key it names exists)."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+from conftest import load_file_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -15,10 +15,7 @@ PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
 
 
 def _hook():
-    spec = importlib.util.spec_from_file_location("config_reference", DOCS / "hooks" / "config_reference.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(DOCS / "hooks" / "config_reference.py")
 
 
 def test_the_configuration_reference_is_generated_from_the_schema():

@@ -422,11 +422,9 @@ def test_bench_gpu_prints_one_table_with_device_and_date(capsys):
     """benchmarks/bench_gpu.py runs on the CPU (one small section here; `make bench-gpu BENCH_ARGS=--quick` runs
     all): the header names the device and the date, and each row has both measurements and their ratio."""
     import datetime
-    import importlib.util
+    from conftest import load_file_module
 
-    spec = importlib.util.spec_from_file_location("bench_gpu", PKG.parent / "benchmarks" / "bench_gpu.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_file_module(PKG.parent / "benchmarks" / "bench_gpu.py")
     text = bench.main(["--quick", "--device", "cpu", "--sections", "prdc", "--prdc-n", "200"])
     head, _, *rest = text.splitlines()
     assert "CPU" in head and datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d") in head

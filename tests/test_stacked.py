@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from conftest import compose_train, run_cli
+from conftest import compose_train, load_file_module, run_cli
 
 from gan_cli.config import UserError
 
@@ -138,14 +138,7 @@ def test_metrics_stacked_needs_stacked_data():
 def test_stacked_best_is_the_recipe_of_the_trial_row_that_won():
     """experiment=stacked_best composes to exactly the overrides of the budget table's winning row (STACKED_BEST),
     so the preset is what the docs' table measured."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "budget_table.py"
-    spec = importlib.util.spec_from_file_location("budget_table", path)
-    bt = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bt  # its dataclasses look their module up there
-    spec.loader.exec_module(bt)
+    bt = load_file_module(Path(__file__).resolve().parents[1] / "benchmarks" / "budget_table.py")
     best = OmegaConf.to_container(compose_train("experiment=stacked_best"))
     row = OmegaConf.to_container(compose_train(*bt.STACKED_ROWS[bt.STACKED_BEST][1]))
     assert best.pop("experiment") == "stacked_best" and row.pop("experiment") != "stacked_best"

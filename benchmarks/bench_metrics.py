@@ -9,6 +9,9 @@
    feature width; Inception's 2048 costs ~16x more in both), same numbers checked.
 3. Peak memory (extra peak RSS, VmHWM, of a fresh subprocess over its RSS before the call) of our
    prdc at 10k and 20k (bounded by the tiles) and of compute_prdc at 10k (3 N x N matrices).
+4. Exact W1 of the 2,500-sample toy protocol (the 8-Gaussian ring against a generator's samples): gan_cli
+   ``w1_exact`` (POT's network simplex) vs the optimal assignment (scipy ``linear_sum_assignment``), on an
+   untrained generator's samples (all near one spot: the assignment solver's worst case) and on a trained one's.
 Ratios are what to read: absolute times depend on the machine and on its load (printed).
 """
 from __future__ import annotations
@@ -88,6 +91,31 @@ def bench_prdc(n: int, d: int, k: int) -> None:
     print(f"  speed-up {t_ref / t_ours:.2f}x; decisions that differ: precision {diff['precision']}, recall "
           f"{diff['recall']}, coverage {diff['coverage']} of {n} points, density {diff['density']} ball-pairs"
           "  (prdc compares float32-rounded distances; see gan_cli/metrics/prdc.py)")
+
+
+def bench_w1(n: int) -> None:
+    import scipy.optimize
+    import scipy.spatial.distance
+
+    from gan_cli.metrics.toy import w1_exact
+
+    rng = np.random.default_rng(3)
+    angle = rng.integers(0, 8, n) * np.pi / 4
+    real = np.c_[2 * np.cos(angle), 2 * np.sin(angle)] + 0.02 * rng.standard_normal((n, 2))
+    w1_exact(real[:10], real[:10])  # POT's imports out of the timing
+
+    def assignment(fake):
+        cost = scipy.spatial.distance.cdist(real, fake)
+        rows, cols = scipy.optimize.linear_sum_assignment(cost)
+        return float(cost[rows, cols].mean())
+
+    print(f"exact W1, {n} ring samples against a generator's {n}:")
+    for name, fake in (("untrained G (all near 0)", 0.01 * rng.standard_normal((n, 2))),
+                       ("trained G (on the modes)", real[rng.permutation(n)] + 0.05 * rng.standard_normal((n, 2)))):
+        t_ours, ours = timed(lambda: w1_exact(real, fake), 1)
+        t_ref, ref = timed(lambda: assignment(fake), 1)
+        print(f"  {name}: gan_cli w1_exact {t_ours:6.2f} s, scipy assignment {t_ref:6.2f} s, speed-up "
+              f"{t_ref / t_ours:5.1f}x, W1 {ours:.6f} (relative difference {abs(ours - ref) / ref:.1e})")
 
 
 def fmt(d: dict) -> str:
@@ -171,10 +199,12 @@ def main() -> None:
         bench_fid(d=512, n=2000, repeats=3)
         bench_prdc(n=3000, d=64, k=5)
         bench_memory([("ours", 5000), ("ours", 10000), ("ref", 5000)], d=64, k=5)
+        bench_w1(n=1000)
     else:
         bench_fid(d=2048, n=5000, repeats=3)
         bench_prdc(n=10000, d=128, k=5)
         bench_memory([("ours", 10000), ("ours", 20000), ("ref", 10000)], d=128, k=5)
+        bench_w1(n=2500)
 
 
 if __name__ == "__main__":

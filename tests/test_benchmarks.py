@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import process_env
+from conftest import load_file_module, process_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,8 @@ SMALL = {
     "bench_train.py": (["--steps", "2"], "default / wgan_gp:"),
     "bench_image_gans.py": (["--steps", "1", "--g-channels", "8", "--d-channels", "8", "--threads", "1"],
                             "DiffAugment's share of a ResNet step"),
-    "bench_dist.py": (["--steps", "2", "--nproc", "2"], "procs / 1 proc (1 thread): same global batch"),
+    # one row: the digits row times the same code on other data (each row starts eight processes: 35 s on 2 cores)
+    "bench_dist.py": (["--steps", "2", "--nproc", "2", "--rows", "ring8"], "procs / 1 proc (1 thread): same global batch"),
 }
 
 
@@ -39,6 +40,17 @@ def test_the_benchmark_runs_at_its_smallest_size(script, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{script}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
     assert expect in r.stdout, r.stdout[-2000:]
+
+
+def test_bench_metrics_w1_section_prints_both_solvers_agreeing(capsys):
+    """bench_metrics.py's W1 section (its --quick run takes a minute): both cases timed, the same W1 from both."""
+    import re
+
+    load_file_module(ROOT / "benchmarks" / "bench_metrics.py").bench_w1(n=150)
+    out = capsys.readouterr().out
+    diffs = re.findall(r"relative difference ([0-9.e+-]+)\)", out)
+    assert "untrained G" in out and "trained G" in out and len(diffs) == 2, out
+    assert all(float(d) < 1e-9 for d in diffs), out
 
 
 @pytest.mark.slow

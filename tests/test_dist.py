@@ -34,7 +34,7 @@ from gan_cli.config import UserError
 GAN_TRAIN = str(BIN / "gan-train")
 B, K = 16, 4  # global batch, steps
 # samples of the gathered evaluation: three chunks of the toy suite's 1,000 (1000, 1000, 100), so rank 0 makes chunks
-# 0 and 2 and rank 1 chunk 1; every metric of the suite is compared (the exact W1 at 2,500 would cost 2-10 s a side)
+# 0 and 2 and rank 1 chunk 1; every metric of the suite is compared (fewer than the default 2,500 keep the exact W1 cheap)
 EVAL_N = 2100
 TINY = ["model=nsgan", "net=mlp", "net.hidden=16", "net.depth=2", "model.d_norm=none", f"data.batch_size={B}",
         "metrics=none", "device=cpu", "image_every=0", "estimate_batch=32", "log_every=2"]
@@ -199,7 +199,7 @@ def _steps_once(run: Path, tag="loss/d") -> list[int]:
 @pytest.mark.slow
 def test_gan_train_two_processes_ring8_300_steps(tmp_path):
     run = tmp_path / "run"
-    # the default toy suite on 500 samples (the exact W1 at 2,500 costs 2-10 s)
+    # the default toy suite on 500 samples (the exact W1 at 2,500 costs about a second)
     p = _gan_train(["data=ring8", "dist.nproc=2", "device=cpu", "steps=300", "progress=false", "metrics.num_samples=500",
                     f"out_dir={run}"], tmp_path)
     out, err = p.communicate(timeout=900)

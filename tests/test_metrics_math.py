@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.optimize
+import scipy.spatial.distance
 import scipy.stats
 import torch
 
@@ -397,6 +399,24 @@ def test_w1_exact_finds_the_optimal_assignment():
     x = rng.standard_normal((300, 2))
     v = np.array([0.3, -0.4])
     assert w1_exact(x, x[rng.permutation(300)] + v) == pytest.approx(0.5, rel=1e-12)  # translation
+    # the reference: scipy's optimal assignment, on spread and on collapsed samples (every generated point at one
+    # spot, an untrained generator's picture: there W1 is the mean distance to that spot, a closed form)
+    for y in (rng.standard_normal((300, 2)) * 2 + 1, np.zeros((300, 2)) + [0.2, -0.1]):
+        cost = scipy.spatial.distance.cdist(x, y)
+        rows, cols = scipy.optimize.linear_sum_assignment(cost)
+        assert w1_exact(x, y) == pytest.approx(cost[rows, cols].mean(), rel=1e-12)
+    assert w1_exact(x, y) == pytest.approx(np.linalg.norm(x - [0.2, -0.1], axis=1).mean(), rel=1e-12)
+
+
+def test_w1_exact_refuses_a_plan_short_of_the_optimum(monkeypatch):
+    """The network simplex stopped by its iteration cap returns a feasible, not an optimal, plan: an error, never
+    a W1 that is too large."""
+    from gan_cli.metrics import toy
+
+    monkeypatch.setattr(toy, "W1_MAX_ITER", 10)
+    rng = np.random.default_rng(3)
+    with pytest.raises(RuntimeError, match="before the optimum"):
+        toy.w1_exact(rng.standard_normal((200, 2)), rng.standard_normal((200, 2)))
 
 
 def test_w1_1d_equals_scipy_and_gaussian_fit():

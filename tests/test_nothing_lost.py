@@ -111,8 +111,8 @@ def _wait_for(pred, p, timeout=240):
 def test_signal_during_the_final_evaluation_keeps_the_run_and_resumes(sig, code, tmp_path):
     """Before: no checkpoint, status.json "running" at step 0.  The evaluation is made slow for real
     (a freshly trained critic for W1, metrics.critic_w=true: about 1.2 s of its 1.5 s on 200 samples) and the
-    signal lands while it runs.  (On the default 2,500 samples the exact W1 of this untrained generator, a C
-    routine of 7-10 s that the signal cannot interrupt, came first.)"""
+    signal lands while it runs.  (On the default 2,500 samples the exact W1, a C routine of about a second that the
+    signal cannot interrupt, comes first.)"""
     run = tmp_path / "run"
     p = subprocess.Popen([str(BIN / "gan-train"), *TINY, "metrics=toy", "metrics.critic_w=true",
                           "metrics.num_samples=200", f"out_dir={run}"],

@@ -49,7 +49,7 @@ def test_readme_command_trains_lsgan_and_the_metric_is_selectable(tmp_path):
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["step"] == 300 and "estimate/triangular" in res["final"] and "modes_2.5k" in res["final"]
     # the plugin's metric, selected the same way (metrics=energy from the plugin's conf); these two runs score 200
-    # samples (the first keeps the README's 2,500: the exact W1 of an untrained generator at 2,500 costs 2-10 s)
+    # samples (the first keeps the README's 2,500)
     r = _run(README_COMMAND.replace("steps=300", "steps=20"), ROOT,
              f"metrics=energy metrics.num_samples=200 progress=false out_dir={tmp_path / 'run2'}")
     assert r.returncode == 0, r.stderr[-2000:]

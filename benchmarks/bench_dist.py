@@ -1,6 +1,6 @@
 """Data-parallel throughput: N processes vs 1, side by side in one run (ratios, not promises).
 
-    .venv/bin/python benchmarks/bench_dist.py [--steps N] [--device cpu|cuda] [--nproc N]
+    .venv/bin/python benchmarks/bench_dist.py [--steps N] [--device cpu|cuda] [--nproc N] [--rows ring8,digits]
 
 Each row times ``Trainer.train_step`` (metrics off) after a warm-up, in fresh processes started by
 :func:`gan_cli.training.dist.spawn` (gloo on the CPU, NCCL on CUDA with one GPU per rank):
@@ -66,12 +66,18 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--nproc", type=int, default=0, help="0: 2 on the CPU, the GPU count on CUDA")
+    ap.add_argument("--rows", default="ring8,digits", help="comma list of the rows to time (ring8, digits)")
     a = ap.parse_args()
     n = a.nproc or (torch.cuda.device_count() if a.device == "cuda" else 2)
     print(f"torch {torch.__version__}, device {a.device}, {n} processes, backend {'nccl' if a.device == 'cuda' else 'gloo'}")
-    rows = [("nsgan ring8 (mlp 128x3)", ["model=nsgan", "data=ring8", "data.batch_size=256"], a.steps),
-            ("nsgan digits (dcgan 8x8)", ["model=nsgan", "data=digits", "data.batch_size=128"], max(20, a.steps // 4))]
-    for name, ov, steps in rows:
+    rows = {"ring8": ("nsgan ring8 (mlp 128x3)", ["model=nsgan", "data=ring8", "data.batch_size=256"], a.steps),
+            "digits": ("nsgan digits (dcgan 8x8)", ["model=nsgan", "data=digits", "data.batch_size=128"],
+                       max(20, a.steps // 4))}
+    wanted = [r for r in a.rows.split(",") if r]
+    unknown = sorted(set(wanted) - set(rows))
+    if unknown:
+        ap.error(f"--rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(rows)}")
+    for name, ov, steps in (rows[r] for r in wanted):
         B = int([o for o in ov if o.startswith("data.batch_size=")][0].split("=")[1])
         one = samples_per_s(ov, 1, steps, 1, a.device)
         one_n = samples_per_s(ov, 1, steps, n, a.device) if a.device == "cpu" else one

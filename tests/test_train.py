@@ -320,14 +320,6 @@ def test_cli_default_run_and_multirun(tmp_path):
     assert len(jobs) == 2 and jobs[0].startswith("0_") and "model-gan+" in jobs[0] and "model-nsgan+" in jobs[1]
 
 
-def test_parallel_local_sweep_with_joblib_launcher(tmp_path):
-    r = _cli(["-m", "hydra/launcher=local", "model=gan,wgan", "steps=4", "log_every=2", "image_every=0",
-              "progress=false", "metrics=none", "estimate_batch=64", "model.warmup_critic_steps=0"], cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    done = sorted(json.loads(p.read_text())["state"] for p in tmp_path.glob("multirun/*/*/*/status.json"))
-    assert done == ["completed", "completed"]
-
-
 def test_trainer_tells_scheduled_modules_the_fraction_of_training_done(tmp_path):
     """net.fourier's fade-in follows the step count: before step i (0-based) of n, a = ramp(i / (n - 1)); with
     packing the features see the packed input.  The fraction comes from the step count alone, so a resumed run

@@ -20,7 +20,7 @@ SMALL = {
     "bench_train.py": (["--steps", "2"], "default / wgan_gp:"),
     "bench_image_gans.py": (["--steps", "1", "--g-channels", "8", "--d-channels", "8", "--threads", "1"],
                             "DiffAugment's share of a ResNet step"),
-    # one row: the digits row times the same code on other data (each row starts eight processes: 35 s on 2 cores)
+    # one row: the digits row times the same code on other data (each row starts six processes: 1 + 1 + 2 + 2)
     "bench_dist.py": (["--steps", "2", "--nproc", "2", "--rows", "ring8"], "procs / 1 proc (1 thread): same global batch"),
 }
 

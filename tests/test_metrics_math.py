@@ -401,11 +401,13 @@ def test_w1_exact_finds_the_optimal_assignment():
     assert w1_exact(x, x[rng.permutation(300)] + v) == pytest.approx(0.5, rel=1e-12)  # translation
     # the reference: scipy's optimal assignment, on spread and on collapsed samples (every generated point at one
     # spot, an untrained generator's picture: there W1 is the mean distance to that spot, a closed form)
-    for y in (rng.standard_normal((300, 2)) * 2 + 1, np.zeros((300, 2)) + [0.2, -0.1]):
+    spot = np.array([0.2, -0.1])
+    collapsed = np.zeros((300, 2)) + spot
+    for y in (rng.standard_normal((300, 2)) * 2 + 1, collapsed):
         cost = scipy.spatial.distance.cdist(x, y)
         rows, cols = scipy.optimize.linear_sum_assignment(cost)
         assert w1_exact(x, y) == pytest.approx(cost[rows, cols].mean(), rel=1e-12)
-    assert w1_exact(x, y) == pytest.approx(np.linalg.norm(x - [0.2, -0.1], axis=1).mean(), rel=1e-12)
+    assert w1_exact(x, collapsed) == pytest.approx(np.linalg.norm(x - spot, axis=1).mean(), rel=1e-12)
 
 
 def test_w1_exact_refuses_a_plan_short_of_the_optimum(monkeypatch):
